@@ -1,0 +1,248 @@
+"""The two layers AlexNet needs that Keras lacks, written with `keras.ops` only.
+
+* `LocalResponseNormalization`: the paper's "brightness normalisation" (§3.3).
+* `AlexNetDropout`: dropout as the paper ran it (no rescaling in training,
+  outputs multiplied by the keep probability at test time), or inverted.
+* `GroupedConv2D`: a convolution whose input and output channels are split into
+  towers, as on the paper's two GPUs. Its kernel has Keras' `groups` layout, so
+  one checkpoint serves every execution path.
+
+They import no TensorFlow and run on every Keras backend.
+"""
+
+import keras
+from keras import ops
+
+_PACKAGE = "alexnet_keras"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LocalResponseNormalization(keras.layers.Layer):
+    """Local response normalisation across channels (channels-last).
+
+    `b_c = a_c / (bias + alpha * sum_{|j-c| <= depth_radius} a_j^2) ** beta`
+
+    This is exactly `tf.nn.local_response_normalization`: alpha is *not* divided
+    by the window size. PyTorch's `nn.LocalResponseNorm(size, alpha, ...)` divides
+    alpha by `size`, so the paper's layer there is `LocalResponseNorm(5, 5e-4, 0.75, 2)`.
+
+    Args:
+        depth_radius: half-width of the channel window (the paper's n = 5 is 2).
+        bias: the paper's k.
+        alpha: the paper's alpha.
+        beta: the paper's beta.
+        groups: number of towers. The sum never crosses a tower boundary, as on
+            the two GPUs, where each GPU normalised its own 48 (or 128) maps.
+
+    Example:
+    >>> x = keras.random.normal((2, 13, 13, 96))
+    >>> LocalResponseNormalization(groups=2)(x).shape
+    (2, 13, 13, 96)
+    """
+
+    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, groups=1, **kwargs):
+        super().__init__(**kwargs)
+        self.depth_radius = int(depth_radius)
+        self.bias = float(bias)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.groups = int(groups)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels % self.groups:
+            raise ValueError(
+                f"{self.name}: {channels} channels do not split into {self.groups} groups"
+            )
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        r = self.depth_radius
+        squared = ops.square(inputs)
+        # Window sums as 2r+1 shifted slices of the zero-padded squares: cheap, exact,
+        # and the padding is per group so no window reaches into the other tower.
+        per_group = channels // self.groups
+        grouped = ops.reshape(squared, (-1, self.groups, per_group))
+        padded = ops.pad(grouped, ((0, 0), (0, 0), (r, r)))
+        window = padded[:, :, 0:per_group]
+        for shift in range(1, 2 * r + 1):
+            window = window + padded[:, :, shift : shift + per_group]
+        window = ops.reshape(window, ops.shape(inputs))
+        return inputs * ops.power(self.bias + self.alpha * window, -self.beta)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            depth_radius=self.depth_radius,
+            bias=self.bias,
+            alpha=self.alpha,
+            beta=self.beta,
+            groups=self.groups,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AlexNetDropout(keras.layers.Layer):
+    """Dropout in the paper's form or the modern inverted form.
+
+    * `mode="paper"` (Krizhevsky et al. §4.2, cuda-convnet): training zeroes each
+      unit with probability `rate` and does not rescale; inference multiplies every
+      output by `1 - rate`. Expected values agree between the two phases.
+    * `mode="inverted"`: training scales kept units by `1 / (1 - rate)` and
+      inference is the identity, as `keras.layers.Dropout` and torchvision do.
+
+    Args:
+        rate: probability of dropping a unit.
+        mode: `"paper"` or `"inverted"`.
+        seed: optional integer seed for the mask stream.
+
+    Example:
+    >>> layer = AlexNetDropout(0.5, mode="paper")
+    >>> float(layer(keras.ops.ones((1, 4)), training=False)[0, 0])
+    0.5
+    """
+
+    MODES = ("paper", "inverted")
+
+    def __init__(self, rate=0.5, mode="paper", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"dropout mode must be one of {self.MODES}, got {mode!r}")
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.mode = mode
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def call(self, inputs, training=False):
+        keep = 1.0 - self.rate
+        if not training or self.rate == 0.0:
+            return inputs * keep if self.mode == "paper" else inputs
+        kept = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator) >= self.rate
+        kept = ops.cast(kept, inputs.dtype)
+        return inputs * kept if self.mode == "paper" else inputs * kept / keep
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rate=self.rate, mode=self.mode, seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GroupedConv2D(keras.layers.Layer):
+    """A stride-1 convolution split into towers, as on the paper's two GPUs.
+
+    The kernel is stored in Keras' `groups` layout, `(kh, kw, in // groups, filters)`,
+    with the first `filters // groups` outputs belonging to tower 0. That layout is
+    the same for every implementation, so checkpoints never depend on which runs:
+
+    * `implementation="split"` slices input and kernel per tower, runs ordinary
+      convolutions and concatenates. TF has no grouped CPU kernel (its fallback is
+      XLA and slow to differentiate), so this is the fast path there.
+    * `implementation="grouped"` calls `ops.conv` on the whole kernel, which backends
+      with a native grouped kernel (cuDNN through JAX or torch) run in one launch.
+
+    Args:
+        filters: total output channels over all towers.
+        kernel_size: int or tuple.
+        groups: number of towers.
+        padding: `"same"` or `"valid"`.
+        activation: applied after the bias.
+        implementation: `"split"` or `"grouped"`.
+        kernel_initializer, bias_initializer: as in `keras.layers.Conv2D`.
+    """
+
+    IMPLEMENTATIONS = ("split", "grouped")
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        groups=2,
+        padding="same",
+        activation=None,
+        implementation="split",
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if implementation not in self.IMPLEMENTATIONS:
+            raise ValueError(
+                f"implementation must be one of {self.IMPLEMENTATIONS}, got {implementation!r}"
+            )
+        if filters % groups:
+            raise ValueError(f"{filters} filters do not split into {groups} groups")
+        self.filters = int(filters)
+        self.kernel_size = (
+            (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        )
+        self.groups = int(groups)
+        self.padding = padding
+        self.activation = keras.activations.get(activation)
+        self.implementation = implementation
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels % self.groups:
+            raise ValueError(f"{self.name}: {channels} input channels do not split into {self.groups} groups")
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(*self.kernel_size, channels // self.groups, self.filters),
+            initializer=self.kernel_initializer,
+        )
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
+
+    def call(self, inputs):
+        kernel = ops.cast(self.kernel, inputs.dtype)
+        if self.implementation == "grouped":
+            outputs = ops.conv(inputs, kernel, strides=1, padding=self.padding)
+        else:
+            cin = kernel.shape[2]
+            cout = self.filters // self.groups
+            outputs = ops.concatenate(
+                [
+                    ops.conv(
+                        inputs[..., g * cin : (g + 1) * cin],
+                        kernel[..., g * cout : (g + 1) * cout],
+                        strides=1,
+                        padding=self.padding,
+                    )
+                    for g in range(self.groups)
+                ],
+                axis=-1,
+            )
+        outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        if self.padding == "valid":
+            h = None if h is None else h - self.kernel_size[0] + 1
+            w = None if w is None else w - self.kernel_size[1] + 1
+        return (n, h, w, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            groups=self.groups,
+            padding=self.padding,
+            activation=keras.activations.serialize(self.activation),
+            implementation=self.implementation,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
