@@ -21,6 +21,11 @@ _EXPORTS = {
     "profile_model": "profile",
     "summary_table": "profile",
     "UserError": "errors",
+    "load_weights": "convert",
+    "load_model": "convert",
+    "export_npz": "convert",
+    "decode_predictions": "predict",
+    "plot_filters": "visualize",
 }
 
 __all__ = sorted(_EXPORTS)

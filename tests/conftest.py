@@ -5,6 +5,14 @@ import pathlib
 
 import pytest
 
+try:
+    # torchvision must load before TensorFlow: importing it after TF segfaults
+    # (TF 2.21 with torch 2.14.1 / torchvision 0.29.1). torch alone is fine either way.
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+except ImportError:
+    pass
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
