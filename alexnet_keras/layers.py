@@ -85,6 +85,28 @@ class LocalResponseNormalization(keras.layers.Layer):
         return config
 
 
+class _ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """A seed stream that differs per `tf.distribute` replica.
+
+    Under MirroredStrategy every replica reads the same mirrored seed state, so
+    plain Keras dropout draws the *same* mask on each replica (keras#20611). The
+    paper's two GPUs dropped units independently; folding the replica id into the
+    seed restores that. Other backends (and TF outside a strategy) are unchanged.
+    """
+
+    def next(self, ordered=True):
+        seed = super().next(ordered=ordered)
+        if keras.backend.backend() != "tensorflow":
+            return seed
+        import tensorflow as tf  # only reached on the TF backend, where it is loaded
+
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return seed
+        replica = tf.cast(context.replica_id_in_sync_group, seed.dtype)
+        return seed + tf.stack([tf.zeros_like(replica), replica * 1_000_003])
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class AlexNetDropout(keras.layers.Layer):
     """Dropout in the paper's form or the modern inverted form.
@@ -117,7 +139,7 @@ class AlexNetDropout(keras.layers.Layer):
         self.rate = float(rate)
         self.mode = mode
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = _ReplicaSeedGenerator(seed)
         self.supports_masking = True
 
     def call(self, inputs, training=False):

@@ -3,6 +3,7 @@
 import keras
 
 from .preprocessing import get_spec
+from . import optimizers  # noqa: F401  (registers PaperSGD so training checkpoints load)
 from .layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization
 
 VARIANTS = ("2012", "owt")
