@@ -20,6 +20,28 @@ PROG = "alexnet-keras"
 @click.version_option(package_name="alexnet-keras", prog_name=PROG)
 def cli():
     """AlexNet (NIPS 2012) for Keras 3: build, train, replay ILSVRC 2012."""
+    _quiet_backend_start()
+
+
+def _quiet_backend_start():
+    """Imports Keras and its backend with TF's C++ start-up lines sent to /dev/null.
+
+    TF 2.21 prints absl/oneDNN/CUDA notices before its log level applies; they would
+    bury our one-line errors. Python exceptions still surface normally.
+    """
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def echo_json(obj):
@@ -53,12 +75,243 @@ def summary(variant, classes, as_json):
 
 # --- plan and train (issue 3) ------------------------------------------------
 # (train commands go here)
+_TRAIN_FLAGS = {
+    "data": click.option("--data", help="'synthetic' (default), a folder with train/ and val/, or tfds:NAME[/CONFIG]."),
+    "variant": click.option("--variant", type=click.Choice(["2012", "owt"])),
+    "epochs": click.option("--epochs", type=click.IntRange(min=1), help="Default: 90 on real data, 1 on synthetic."),
+    "steps_per_epoch": click.option("--steps-per-epoch", type=click.IntRange(min=1)),
+    "validation_steps": click.option("--validation-steps", type=click.IntRange(min=1)),
+    "batch_size": click.option("--batch-size", type=click.IntRange(min=1), help="Global batch (paper: 128)."),
+    "lr": click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (paper: 0.01)."),
+    "lr_schedule": click.option("--lr-schedule", help="'paper' (drop /10 on plateau, 3 times) or step:25,51,79."),
+    "init": click.option("--init", type=click.Choice(["paper", "caffe", "torch"]), help="paper: biases 1; caffe: 0.1."),
+    "dropout": click.option("--dropout", type=click.Choice(["paper", "inverted"])),
+    "classes": click.option("--classes", type=click.IntRange(min=2), help="Default: the data's class count."),
+    "seed": click.option("--seed", type=int),
+    "strategy": click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"])),
+    "tfds_data_dir": click.option("--tfds-data-dir", type=click.Path(file_okay=False)),
+    "tfds_manual_dir": click.option("--tfds-manual-dir", type=click.Path(file_okay=False)),
+    "run_dir": click.option("--run-dir", type=click.Path(file_okay=False), help="Default: runs/<timestamp>."),
+}
+
+
+def _with_train_flags(command):
+    for option in reversed(list(_TRAIN_FLAGS.values())):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@_with_train_flags
+@click.option("--simulate-gtx580", is_flag=True, default=None, help="Two replicas of 3 GB, as the paper's two GTX 580s.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --run-dir.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON file of TrainConfig fields.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any TrainConfig field.")
+def train(resume, config_file, overrides, **flags):
+    """Train AlexNet with the 2012 recipe (synthetic data unless --data is given)."""
+    from .train import TrainConfig, train as run_training
+
+    config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    config = config.update(**{k: v for k, v in flags.items() if v is not None})
+    pairs = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        pairs[key.strip().replace("-", "_")] = value
+    config = config.update(**pairs)
+    if resume and not config.run_dir:
+        raise click.UsageError("--resume needs --run-dir")
+    run_training(config, resume=resume, echo=click.echo)
 
 # --- evaluate and compete (issue 4) ------------------------------------------
 # (compete commands go here)
+def _gtx580_clock(models, images, crops, seconds):
+    """'this run took X here; it would have taken Y on 2x GTX 580 in 2012' for scoring."""
+    from . import profile
+    from .simulations import clock
+
+    macs = sum(profile.totals(profile.profile_model(m))["macs"] for m in models)
+    return clock.sentence(seconds, images * crops, macs_per_image=macs, training=False)
+
+
+def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
+    """Loads, scores and times; returns (score, models, clock sentence)."""
+    import time
+
+    from . import evaluate as ev
+
+    models = ev.load_models(model_paths)
+    start = time.perf_counter()
+    result = ev.evaluate(models, source, ten_crop=ten_crop, only_imagenet_val=only_imagenet_val,
+                         batch_size=batch_size)
+    took = time.perf_counter() - start
+    return result, _gtx580_clock(models, result.images, 10 if ten_crop else 1, took)
+
+
+@cli.command("plan")
+@click.option("--variant", type=click.Choice(["2012", "owt"]), default="2012", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Global batch.")
+@click.option("--simulate-gtx580", is_flag=True,
+              help="Two replicas of a 3 GB GTX 580, each taking half of the batch.")
+@click.option("--budget-gib", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Memory per replica in GiB (default: 3, a GTX 580 3 GB).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_command(variant, batch_size, simulate_gtx580, budget_gib, as_json):
+    """Per-layer profile and training memory per replica: does the batch fit?"""
+    from . import profile
+    from .errors import UserError
+    from .model import AlexNet
+    from .simulations import clock, hardware, memory
+
+    rows = profile.profile_model(AlexNet(variant))
+    replicas = hardware.GTX580.cards_in_paper if simulate_gtx580 else 1
+    budget = hardware.GTX580.memory_bytes if budget_gib is None else int(budget_gib * 2**30)
+    p = memory.plan(rows, batch_size, replicas=replicas, budget_bytes=budget)
+    macs = profile.totals(rows)["macs"]
+    epoch = clock.gtx580_seconds(clock.IMAGES_PER_EPOCH, macs_per_image=macs)
+    if as_json:
+        echo_json({"variant": variant, "simulate_gtx580": simulate_gtx580, **p.as_dict(),
+                   "gtx580_epoch_seconds": epoch})
+    else:
+        click.echo(f"AlexNet {variant}: training plan for batch {batch_size}"
+                   + (" on 2x GTX 580 (3 GB each)" if simulate_gtx580 else ""))
+        click.echo(memory.format_plan(p))
+        click.echo(f"one epoch of {clock.IMAGES_PER_EPOCH:,} images: about "
+                   f"{clock.format_duration(epoch)} on 2x GTX 580 in 2012")
+    if not p.fits:
+        raise UserError(
+            f"batch {batch_size} does not fit: {p.total_bytes / 2**30:.2f} GiB per replica > "
+            f"{p.budget_bytes / 2**30:.2f} GiB (largest that fits: about {p.max_per_replica_batch * replicas})"
+        )
+
+
+_DATA_HELP = "Data: an image folder (class sub-folders), 'synthetic' or a TFDS name."
+
+
+@cli.command("evaluate")
+@click.option("--model", "model_paths", multiple=True, required=True, type=click.Path(),
+              help="A .keras model; repeat for an ensemble (softmax averaged).")
+@click.option("--data", "source", required=True, help=_DATA_HELP)
+@click.option("--ten-crop", is_flag=True, help="Average over the paper's ten patches.")
+@click.option("--only-imagenet-val", is_flag=True, help="Keep only ILSVRC2012_val_* images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the score as JSON.")
+def evaluate_command(model_paths, source, ten_crop, only_imagenet_val, batch_size, as_json):
+    """Top-1 and top-5 error with 95% intervals."""
+    result, when = _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size)
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if as_json:
+        echo_json({**result.as_dict(), "clock": when})
+    else:
+        click.echo(result.summary())
+        click.echo(when)
+
+
+@cli.command("compete")
+@click.option("--year", type=click.Choice(["2010", "2011", "2012"]), default="2012", show_default=True)
+@click.option("--model", "model_paths", multiple=True, type=click.Path(),
+              help="A .keras model to place on the table; repeat for an ensemble.")
+@click.option("--data", "source", default=None, help=_DATA_HELP)
+@click.option("--name", default="your entry", show_default=True, help="Label of your entry.")
+@click.option("--ten-crop", is_flag=True, help="Average over the paper's ten patches.")
+@click.option("--only-imagenet-val", is_flag=True, help="Keep only ILSVRC2012_val_* images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the table (and your entry) as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a bar chart of the table, e.g. table.png.")
+def compete_command(year, model_paths, source, name, ten_crop, only_imagenet_val, batch_size, as_json, plot_path):
+    """Replay ILSVRC: the ranked table, and where your model would have placed."""
+    from .errors import UserError
+    from .simulations import leaderboard
+
+    year = int(year)
+    if bool(model_paths) != bool(source):
+        raise UserError("--model and --data go together: give both to place a model, neither for the table")
+    if plot_path and not os.path.isdir(os.path.dirname(os.path.abspath(plot_path))):
+        raise UserError(f"cannot write the plot: no folder {os.path.dirname(os.path.abspath(plot_path))}")
+    result = placement = when = None
+    if model_paths:
+        result, when = _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size)
+        for w in result.warnings:
+            click.echo(f"warning: {w}", err=True)
+        placement = leaderboard.place(year, result.top5_error, name=name, comparable=result.comparable,
+                                      reason=result.reason, ci95=result.top5_ci95, top1_error=result.top1_error)
+    if as_json:
+        report = leaderboard.report(year, placement)
+        if result is not None:
+            report["you"].update(
+                top1_error=result.top1_error, top5_error=result.top5_error, ci95=result.ci95,
+                images=result.images, classes=result.classes, model_classes=result.model_classes,
+                label=result.label, ten_crop=result.ten_crop, warnings=result.warnings, clock=when,
+            )
+        echo_json(report)
+    else:
+        if result is not None:
+            click.echo(result.summary())
+            click.echo(when)
+            click.echo()
+        click.echo(leaderboard.format_table(year, placement))
+        click.echo()
+        click.echo(leaderboard.format_progression())
+    if plot_path:
+        leaderboard.plot(placement or year, plot_path)
+        click.echo(f"wrote {plot_path}", err=as_json)
 
 # --- convert, predict, show (issue 5) ----------------------------------------
 # (weights commands go here)
+@cli.command("convert")
+@click.argument("src", type=click.Path())
+@click.argument("dst", type=click.Path())
+def convert_command(src, dst):
+    """Convert torchvision AlexNet weights (SRC.pth) to DST.keras, DST.weights.h5 or DST.npz."""
+    from .convert import convert
+
+    model = convert(src, dst)
+    click.echo(f"wrote {dst} (AlexNet {model.variant}, {model.classes} classes)")
+
+
+@cli.command("predict")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--model", "model_path", type=click.Path(), help="A .keras model file.")
+@click.option("--weights", type=click.Path(), help="Instead of --model: .pth (torchvision) or .npz weights.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Classes per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
+def predict_command(images, model_path, weights, top, as_json):
+    """Top-k ImageNet classes, with probabilities, for each IMAGE."""
+    from .predict import predict
+
+    results = predict(list(images), model=model_path, weights=weights, top=top)
+    if as_json:
+        echo_json(
+            [
+                {"image": image, "predictions": [{"wnid": w, "name": n, "probability": p} for w, n, p in preds]}
+                for image, preds in zip(images, results)
+            ]
+        )
+        return
+    for image, preds in zip(images, results):
+        click.echo(image)
+        for rank, (wnid, name, prob) in enumerate(preds, 1):
+            click.echo(f"  {rank}. {name} ({wnid})  {prob:.4f}")
+
+
+@cli.group()
+def show():
+    """Figures from the paper."""
+
+
+@show.command("filters")
+@click.option("--model", "model_path", required=True, type=click.Path(),
+              help="A .keras model, or .pth/.npz weights.")
+@click.option("--out", required=True, type=click.Path(), help="Image file to write, e.g. fig3.png.")
+def show_filters(model_path, out):
+    """conv1's kernels as in the paper's Figure 3 (two GPU groups for 2012)."""
+    from .visualize import plot_filters
+
+    fig = plot_filters(model_path, out)
+    click.echo(f"wrote {out} ({len(fig.axes)} kernels)")
 
 
 def main(argv=None):
