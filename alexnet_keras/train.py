@@ -306,6 +306,38 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
 
 
 # --- the run -------------------------------------------------------------------
+def build_model(config, class_wnids=None):
+    """The model `train` trains, compiled with the paper's optimiser and metrics.
+
+    Benchmarks call this too, so they time the very train step `train` runs.
+    Call it inside `strategy.scope()` for distributed training.
+    """
+    from .model import AlexNet
+    from .optimizers import PaperSGD
+
+    model = AlexNet(
+        config.variant,
+        classes=config.classes,
+        class_wnids=class_wnids,
+        dropout=config.dropout,
+        dropout_rate=config.dropout_rate,
+        init=config.init,
+        tower_impl=config.tower_impl,
+        seed=config.seed,
+    )
+    model.compile(
+        optimizer=PaperSGD(config.lr, momentum=config.momentum, coupled_decay=config.weight_decay),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="acc"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, config.classes), name="top5_acc"),
+        ],
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    return model
+
+
 def resolve(config, info):
     """Fills the config's data-dependent defaults from the loaded data."""
     changes = {}
@@ -354,8 +386,7 @@ def train(config, *, resume=False, echo=print, verbose="auto"):
             f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
         )
     from . import data, distribute, profile
-    from .model import AlexNet, DEFAULT_PREPROCESSING
-    from .optimizers import PaperSGD
+    from .model import DEFAULT_PREPROCESSING
     from .simulations import clock, memory
 
     config = prepare_run_dir(config, resume)
@@ -389,26 +420,7 @@ def train(config, *, resume=False, echo=print, verbose="auto"):
     echo(f"strategy: {type(strategy).__name__} with {replicas} replica(s), {config.batch_size // replicas} images each")
 
     with strategy.scope():
-        model = AlexNet(
-            config.variant,
-            classes=config.classes,
-            class_wnids=info.class_wnids,
-            dropout=config.dropout,
-            dropout_rate=config.dropout_rate,
-            init=config.init,
-            tower_impl=config.tower_impl,
-            seed=config.seed,
-        )
-        model.compile(
-            optimizer=PaperSGD(config.lr, momentum=config.momentum, coupled_decay=config.weight_decay),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[
-                keras.metrics.SparseCategoricalAccuracy(name="acc"),
-                keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, config.classes), name="top5_acc"),
-            ],
-            jit_compile=config.jit_compile,
-            steps_per_execution=config.steps_per_execution,
-        )
+        model = build_model(config, class_wnids=info.class_wnids)
     rows = profile.profile_model(model)
     macs = profile.totals(rows)["macs"]
     if config.simulate_gtx580:
