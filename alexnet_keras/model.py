@@ -1,5 +1,7 @@
 """AlexNet as a Keras functional model: the 2012 network and torchvision's "owt" layout."""
 
+import json
+
 import keras
 
 from .preprocessing import get_spec
@@ -170,13 +172,25 @@ class AlexNet(keras.Model):
         self.dropout_rate = dropout_rate
         self.init = init
         self.tower_impl = tower_impl
-        self.class_wnids = list(class_wnids) if class_wnids is not None else None
-        self.preprocessing = get_spec(preprocessing or DEFAULT_PREPROCESSING[variant])
+        # Kept as immutable values: Keras wraps list/dict attributes in trackers that
+        # point back at the model, so copying one would copy the whole model.
+        self._class_wnids = tuple(class_wnids) if class_wnids is not None else None
+        self._preprocessing = json.dumps(get_spec(preprocessing or DEFAULT_PREPROCESSING[variant]))
         self.seed = seed
         if weights is not None:
             from .convert import load_weights  # torch and h5 handling live there
 
             load_weights(self, weights)
+
+    @property
+    def class_wnids(self):
+        """WordNet ids of the classes, or None."""
+        return list(self._class_wnids) if self._class_wnids is not None else None
+
+    @property
+    def preprocessing(self):
+        """The preprocessing spec (a fresh plain dict) these weights expect."""
+        return json.loads(self._preprocessing)
 
     def get_config(self):
         return {

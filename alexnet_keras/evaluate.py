@@ -1,0 +1,510 @@
+"""Scoring models as ILSVRC did: top-1 and top-5 error, ten crops, ensembles, intervals.
+
+* `topk_error`: a sample is right when its label is among the k highest
+  scores; ties at the boundary count in the label's favour, as `tf.math.in_top_k`.
+* `ten_crop`: the paper's test-time patches (§4.1): the four corners and the
+  centre of the 256x256 image, then the horizontal reflection of each.
+* Ensembles average the softmax over models (and over crops); models that output
+  logits (`classifier_activation=None`) get a softmax first.
+* `wilson_interval`: the 95% interval of an error rate on n images.
+* `score`/`evaluate` stream over the data, keeping only counts, never all predictions.
+
+Labels are mapped through WordNet ids: a 1000-class model scored on imagenette
+(10 ImageNet classes) still chooses among its 1000 outputs. A result is
+"comparable" with the ILSVRC2012 table only on the full ImageNet-1k validation
+set (1000 classes, 50,000 images).
+
+Contamination rule: a model with 1000 outputs is taken to be trained on
+ImageNet-1k's train split (torchvision's IMAGENET1K_V1 weights for owt, or our own
+ImageNet training). imagenette's `n<wnid>_<id>.JPEG` files come from that split, so
+when the data holds files not named `ILSVRC2012_val_*`, `evaluate` warns and
+suggests `only_imagenet_val=True` (`--only-imagenet-val`).
+
+Example:
+>>> import numpy as np
+>>> topk_error(np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]]), np.array([1, 2]), k=1)
+0.5
+>>> [round(x, 4) for x in wilson_interval(10, 100)]
+[0.0552, 0.1744]
+"""
+
+import math
+import os
+import re
+import zipfile
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import UserError
+
+CROP_NAMES = (
+    "top-left", "top-right", "bottom-left", "bottom-right", "centre",
+    "top-left flipped", "top-right flipped", "bottom-left flipped", "bottom-right flipped", "centre flipped",
+)
+IMAGENET_VAL_IMAGES = 50_000
+IMAGENET_CLASSES = 1000
+_WNID = re.compile(r"^n\d{8}$")
+_IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif")
+
+
+# --- metrics -----------------------------------------------------------------
+def softmax(logits, axis=-1):
+    """Numerically stable softmax in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def topk_correct(scores, labels, k):
+    """Booleans: is each label among the k highest scores (ties count as in)?
+
+    Args:
+        scores: `(N, C)` probabilities or logits (any monotone scores).
+        labels: `(N,)` integer class indices into the C outputs.
+        k: how many guesses.
+    """
+    scores = np.asarray(scores)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
+        raise ValueError(f"scores must be (N, C) for N={labels.shape[0]} labels, got {scores.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= scores.shape[1]):
+        raise ValueError(f"labels must lie in [0, {scores.shape[1]}), got {labels.min()}..{labels.max()}")
+    own = scores[np.arange(labels.shape[0]), labels][:, None]
+    better = (scores > own).sum(axis=1)
+    return better < k
+
+
+def topk_error(scores, labels, k):
+    """Fraction of samples whose label is not among the k highest scores.
+
+    Example:
+    >>> import numpy as np
+    >>> logits = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    >>> topk_error(logits, np.array([2, 0]), 1), topk_error(logits, np.array([2, 0]), 2)
+    (1.0, 0.5)
+    """
+    correct = topk_correct(scores, labels, k)
+    if correct.size == 0:
+        raise ValueError("no samples")
+    return float(1.0 - correct.mean())
+
+
+class TopKCounter:
+    """Streaming top-k error: add batches, keep only counts.
+
+    Example:
+    >>> import numpy as np
+    >>> c = TopKCounter(ks=(1, 2))
+    >>> c.update(np.array([[0.2, 0.8], [0.9, 0.1]]), np.array([1, 1]))
+    >>> c.errors[1], c.errors[2], c.n
+    (1, 0, 2)
+    """
+
+    def __init__(self, ks=(1, 5)):
+        self.ks = tuple(ks)
+        self.errors = {k: 0 for k in self.ks}
+        self.n = 0
+
+    def update(self, scores, labels):
+        for k in self.ks:
+            self.errors[k] += int((~topk_correct(scores, labels, min(k, np.shape(scores)[1]))).sum())
+        self.n += int(np.asarray(labels).reshape(-1).shape[0])
+
+    def error(self, k):
+        if self.n == 0:
+            raise ValueError("no samples counted")
+        return self.errors[k] / self.n
+
+
+def wilson_interval(errors, n, z=1.96):
+    """Wilson score interval for an error rate of `errors` out of `n`.
+
+    Example:
+    >>> [round(x, 4) for x in wilson_interval(0, 10)]
+    [0.0, 0.2775]
+    """
+    if n <= 0:
+        raise ValueError("n must be positive")
+    if not 0 <= errors <= n:
+        raise ValueError(f"errors must lie in [0, {n}], got {errors}")
+    p = errors / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# --- ten crops ---------------------------------------------------------------
+def crop_offsets(height, width, size):
+    """(top, left) of the 5 paper patches: 4 corners then the centre (offsets floored)."""
+    if size > height or size > width:
+        raise ValueError(f"crop {size} is larger than the {height}x{width} image")
+    bottom, right = height - size, width - size
+    return [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
+
+
+def ten_crop(images, size):
+    """The paper's ten test patches of each image (§4.1).
+
+    Args:
+        images: `(B, H, W, C)` or `(H, W, C)`, e.g. the 256x256 evaluation images.
+        size: patch size (227 for the 2012 net, 224 for owt).
+
+    Returns:
+        `(B, 10, size, size, C)` (or `(10, size, size, C)`), in `CROP_NAMES` order:
+        top-left, top-right, bottom-left, bottom-right, centre, then each of those
+        mirrored left-right.
+
+    Example:
+    >>> ten_crop(np.zeros((2, 256, 256, 3)), 227).shape
+    (2, 10, 227, 227, 3)
+    """
+    images = np.asarray(images)
+    single = images.ndim == 3
+    if single:
+        images = images[None]
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, H, W, C) or (H, W, C), got {images.shape}")
+    crops = [images[:, t : t + size, l : l + size, :] for t, l in crop_offsets(images.shape[1], images.shape[2], size)]
+    crops += [c[:, :, ::-1, :] for c in crops]
+    out = np.stack(crops, axis=1)
+    return out[0] if single else out
+
+
+# --- models ------------------------------------------------------------------
+def load_models(paths):
+    """Loads `.keras` files in safe mode (`.pth`/`.npz` through `alexnet_keras.convert`).
+
+    Raises `UserError` (one line) when a file is missing, corrupt or not a Keras model.
+    """
+    paths = [os.fspath(p) for p in paths]
+    for path in paths:  # check every path before the slow Keras import
+        if not os.path.isfile(path):
+            raise UserError(f"model file not found: {path}")
+        if not path.endswith((".keras", ".pth", ".npz")):
+            raise UserError(f"not a Keras model file (expected .keras): {path}")
+        if path.endswith(".keras") and not zipfile.is_zipfile(path):
+            raise UserError(f"cannot load {path} as a Keras model: not a .keras (zip) archive")
+    import keras
+
+    from . import model as _model  # noqa: F401  registers AlexNet and its layers
+
+    models = []
+    for path in paths:
+        if not path.endswith(".keras"):
+            from .convert import load_model
+
+            models.append(load_model(path))
+            continue
+        try:
+            loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as e:  # zip, JSON and deserialisation errors come in many types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"cannot load {path} as a Keras model: {first[:200]}") from None
+        if not isinstance(loaded, keras.Model):
+            raise UserError(f"{path} holds a {type(loaded).__name__}, not a Keras model")
+        models.append(loaded)
+    return models
+
+
+def model_classes(model):
+    """Number of outputs of a classifier."""
+    return int(model.output_shape[-1])
+
+
+def model_spec(model):
+    """The model's preprocessing spec as a plain dict; plain Keras models get the paper's at their input size."""
+    from .preprocessing import get_spec
+
+    spec = getattr(model, "preprocessing", None)
+    if spec is None:
+        spec = get_spec("paper")
+        spec["input_size"] = int(model.input_shape[1])
+    return spec
+
+
+def model_wnids(model):
+    """The wnid of each output: `model.class_wnids`, else ImageNet's order for 1000 outputs, else None."""
+    wnids = getattr(model, "class_wnids", None)
+    if wnids is not None:
+        return [str(w) for w in wnids]
+    if model_classes(model) == IMAGENET_CLASSES:
+        try:
+            from .predict import imagenet_wnids
+
+            return imagenet_wnids()
+        except (ImportError, FileNotFoundError):
+            return None
+    return None
+
+
+def _outputs_logits(model):
+    return getattr(model, "classifier_activation", "softmax") in (None, "linear")
+
+
+def check_ensemble(models):
+    """The preprocessing spec all `models` share; `UserError` if they differ in it or in classes."""
+    if not models:
+        raise UserError("no models given")
+    spec, first = model_spec(models[0]), models[0]
+    keys = ("input_size", "resize", "scale", "mean", "std")
+    for m in models[1:]:
+        other = model_spec(m)
+        if any(other.get(k) != spec.get(k) for k in keys):
+            raise UserError(
+                f"ensemble members need one preprocessing: {first.name} uses {spec.get('name')} at "
+                f"{spec['input_size']}, {m.name} uses {other.get('name')} at {other['input_size']}"
+            )
+        if model_classes(m) != model_classes(first) or model_wnids(m) != model_wnids(first):
+            raise UserError(f"ensemble members need the same classes: {first.name} and {m.name} differ")
+    return spec
+
+
+def label_mapping(model, info):
+    """Maps data labels (indices into `info.class_wnids`) to the model's output indices.
+
+    Through wnids when both sides have them; by index when the class counts are
+    equal and a side has no wnids; otherwise `UserError`.
+    """
+    outputs, wnids = model_classes(model), model_wnids(model)
+    data_wnids = list(info.class_wnids) if getattr(info, "class_wnids", None) else None
+    if wnids is not None and data_wnids is not None and all(_WNID.match(w) for w in data_wnids):
+        index = {w: i for i, w in enumerate(wnids)}
+        missing = [w for w in data_wnids if w not in index]
+        if missing:
+            raise UserError(
+                f"{len(missing)} data class(es) are not among the model's {outputs} classes "
+                f"(e.g. {missing[0]}); the model cannot be scored on this data"
+            )
+        return np.array([index[w] for w in data_wnids], dtype=np.int64)
+    if outputs == info.classes:
+        return np.arange(outputs, dtype=np.int64)
+    raise UserError(
+        f"the model has {outputs} classes and the data {info.classes}, and there are no wnids to map them "
+        "(save the model with class_wnids)"
+    )
+
+
+def predict_probs(models, images, ten_crop_size=None):
+    """Average softmax over models (and over the ten crops when `ten_crop_size` is set).
+
+    Args:
+        models: Keras models with the same outputs.
+        images: `(B, H, W, 3)` preprocessed; the 256x256 squares with ten crops.
+        ten_crop_size: the patch size, or None for one forward pass per image.
+
+    Returns:
+        `(B, classes)` probabilities (float64).
+    """
+    images = np.asarray(images, dtype=np.float32)
+    views = [images] if ten_crop_size is None else list(np.moveaxis(ten_crop(images, ten_crop_size), 1, 0))
+    total = None
+    for model in models:
+        for view in views:
+            out = np.asarray(model.predict_on_batch(np.ascontiguousarray(view)), dtype=np.float64)
+            probs = softmax(out) if _outputs_logits(model) else out
+            total = probs if total is None else total + probs
+    return total / (len(models) * len(views))
+
+
+# --- scores ------------------------------------------------------------------
+@dataclass
+class Score:
+    """Top-1/top-5 error with Wilson 95% intervals and what they may be compared with."""
+
+    top1_error: float
+    top5_error: float
+    top1_ci95: tuple
+    top5_ci95: tuple
+    images: int
+    classes: int
+    model_classes: int
+    comparable: bool
+    reason: str
+    label: str
+    ten_crop: bool = False
+    models: int = 1
+    warnings: list = field(default_factory=list)
+
+    @property
+    def ci95(self):
+        return {"top1": list(self.top1_ci95), "top5": list(self.top5_ci95)}
+
+    def as_dict(self):
+        d = asdict(self)
+        d["top1_ci95"], d["top5_ci95"] = list(self.top1_ci95), list(self.top5_ci95)
+        d["ci95"] = self.ci95
+        return d
+
+    def summary(self):
+        """Two or three lines of text."""
+        crops = "ten crops" if self.ten_crop else "centre crop"
+        models = f"{self.models} models, " if self.models > 1 else ""
+        lines = [
+            f"{self.label}, {models}{crops}:",
+            f"  top-1 error {self.top1_error:.2%} (95% CI {self.top1_ci95[0]:.2%}-{self.top1_ci95[1]:.2%})",
+            f"  top-5 error {self.top5_error:.2%} (95% CI {self.top5_ci95[0]:.2%}-{self.top5_ci95[1]:.2%})",
+            f"  {'comparable' if self.comparable else 'not comparable'} with ILSVRC2012: {self.reason}",
+        ]
+        return "\n".join(lines + [f"  warning: {w}" for w in self.warnings])
+
+
+def _comparability(info, images, outputs):
+    kind = getattr(info, "kind", "")
+    reasons = []
+    if kind == "synthetic":
+        reasons.append("synthetic data, not ImageNet")
+    if info.classes != IMAGENET_CLASSES:
+        reasons.append(f"{info.classes} classes, not ImageNet-1k's {IMAGENET_CLASSES}")
+    if images != IMAGENET_VAL_IMAGES:
+        reasons.append(f"{images:,} images, not the {IMAGENET_VAL_IMAGES:,} of the ILSVRC2012 validation set")
+    if outputs != IMAGENET_CLASSES:
+        reasons.append(f"a {outputs}-way classifier, not 1000-way")
+    if kind == "tfds" and "imagenet2012" not in str(getattr(info, "name", "")):
+        reasons.append(f"TFDS {info.name} is not imagenet2012")
+    if reasons:
+        return False, "; ".join(reasons)
+    return True, (
+        "the full ImageNet-1k validation set (the table is on the test set; [P] found the two "
+        "within 0.1 points)"
+    )
+
+
+def _label(info, images, comparable):
+    if comparable:
+        return f"ImageNet-1k validation ({images:,} images, {info.classes} classes)"
+    wnids = getattr(info, "class_wnids", None) or []
+    if getattr(info, "kind", "") == "synthetic":
+        what = "synthetic data"
+    elif wnids and all(_WNID.match(w) for w in wnids):
+        what = "ImageNet subset"
+    else:
+        what = str(getattr(info, "name", "data"))
+    return f"{what} ({images:,} images, {info.classes} classes)"
+
+
+def score(models, ds, info, *, ten_crop=False, max_images=None):
+    """Streams `ds` through the models and returns a `Score`.
+
+    Args:
+        models: a Keras model or a list (an ensemble: softmax averaged).
+        ds: iterable of `(images, labels)` batches; images preprocessed with the
+            models' spec (centre crops, or the 256x256 squares when `ten_crop`),
+            labels indices into `info.class_wnids`.
+        info: the data's description (`data.DataInfo`: name, kind, classes, class_wnids).
+        ten_crop: average over the paper's ten patches.
+        max_images: stop after this many images (for quick looks; never comparable).
+
+    Example:
+    >>> s = score(model, ds, info)  # doctest: +SKIP
+    >>> s.top5_error, s.top5_ci95  # doctest: +SKIP
+    """
+    models = list(models) if isinstance(models, (list, tuple)) else [models]
+    spec = check_ensemble(models)
+    size = int(spec["input_size"])
+    mapping = label_mapping(models[0], info)
+    counter = TopKCounter(ks=(1, 5))
+    for images, labels in ds:
+        images, labels = np.asarray(images), np.asarray(labels).reshape(-1)
+        if max_images is not None and counter.n + len(labels) > max_images:
+            keep = max_images - counter.n
+            images, labels = images[:keep], labels[:keep]
+        if not len(labels):
+            break
+        expected = (size, size) if not ten_crop else None
+        if expected and tuple(images.shape[1:3]) != expected:
+            raise UserError(
+                f"images are {images.shape[1]}x{images.shape[2]} but the model takes {size}x{size} "
+                "(prepare the data with the model's preprocessing spec)"
+            )
+        probs = predict_probs(models, images, size if ten_crop else None)
+        counter.update(probs, mapping[labels])
+    if counter.n == 0:
+        raise UserError(f"no images to score in {getattr(info, 'name', 'the data')}")
+    outputs = model_classes(models[0])
+    comparable, reason = _comparability(info, counter.n, outputs)
+    return Score(
+        top1_error=counter.error(1),
+        top5_error=counter.error(5),
+        top1_ci95=wilson_interval(counter.errors[1], counter.n),
+        top5_ci95=wilson_interval(counter.errors[5], counter.n),
+        images=counter.n,
+        classes=int(info.classes),
+        model_classes=outputs,
+        comparable=comparable,
+        reason=reason,
+        label=_label(info, counter.n, comparable),
+        ten_crop=bool(ten_crop),
+        models=len(models),
+    )
+
+
+def _non_val_files(source):
+    """How many image files under a folder source are not ILSVRC2012_val_* (its val/ split if any)."""
+    root = os.fspath(source)
+    if not os.path.isdir(root):
+        return 0
+    if os.path.isdir(os.path.join(root, "val")):
+        root = os.path.join(root, "val")
+    count = 0
+    for _, _, files in os.walk(root):
+        count += sum(
+            1 for f in files if f.lower().endswith(_IMAGE_EXTENSIONS) and not f.startswith("ILSVRC2012_val_")
+        )
+    return count
+
+
+def contamination_warnings(models, source, only_imagenet_val=False):
+    """Warnings for ImageNet-trained models scored on images from ImageNet's train split.
+
+    See the module docstring for the rule.
+    """
+    if only_imagenet_val:
+        return []
+    trained = [m for m in models if model_classes(m) == IMAGENET_CLASSES]
+    if not trained:
+        return []
+    count = _non_val_files(source)
+    if not count:
+        return []
+    torchvision = any(model_spec(m).get("name") == "torchvision" for m in trained)
+    who = "torchvision's IMAGENET1K_V1 weights were" if torchvision else "a 1000-class model was most likely"
+    return [
+        f"{count:,} image file(s) are not ILSVRC2012_val_* and come from ImageNet's train split, "
+        f"which {who} trained on; the error is optimistic. Use --only-imagenet-val."
+    ]
+
+
+def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_size=32, max_images=None):
+    """Loads the data with the models' preprocessing and scores them.
+
+    Args:
+        models: paths to `.keras` files, Keras models, or a mix.
+        source: anything `alexnet_keras.data.eval_dataset` takes (a folder,
+            `"synthetic"`, a TFDS name).
+        ten_crop: the paper's ten-patch testing.
+        only_imagenet_val: keep only `ILSVRC2012_val_*` files.
+        batch_size: images per forward pass.
+        max_images: stop early (quick looks).
+
+    Returns:
+        a `Score` (with `warnings`).
+    """
+    from . import data
+
+    models = [m for m in (models if isinstance(models, (list, tuple)) else [models])]
+    paths = [m for m in models if isinstance(m, (str, os.PathLike))]
+    loaded = iter(load_models(paths))
+    models = [next(loaded) if isinstance(m, (str, os.PathLike)) else m for m in models]
+    spec = check_ensemble(models)
+    extra = {"synthetic_classes": model_classes(models[0])} if os.fspath(source) == "synthetic" else {}
+    ds, info = data.eval_dataset(
+        source, batch_size=batch_size, spec=spec, crop=not ten_crop, only_imagenet_val=only_imagenet_val, **extra
+    )
+    warnings = contamination_warnings(models, source, only_imagenet_val)
+    result = score(models, ds, info, ten_crop=ten_crop, max_images=max_images)
+    result.warnings = warnings + result.warnings
+    return result

@@ -1,0 +1,101 @@
+"""The 2012 clock: how long a workload would have taken on the paper's two GTX 580s.
+
+Calibration, from [P] §5: about 90 epochs of about 1.2 million images took 5 to 6
+days on two GTX 580 3 GB cards. We use the midpoint, 5.5 days, which gives
+90 x 1.2e6 / (5.5 x 86400) = 227.3 training images per second for the pair
+(the range is 208 to 250). Work is scaled by multiply-accumulates per image
+relative to the 2012 network, so a smaller model "runs" proportionally faster.
+Inference is taken as one third of a training step (forward only; the backward
+pass costs about twice the forward); that ratio is an assumption, not a measurement.
+
+This module imports no Keras: pass MACs per image in, for example
+`alexnet_keras.profile.totals(profile_model(model))["macs"]`.
+
+Example:
+>>> round(IMAGES_PER_SECOND, 1)
+227.3
+>>> format_duration(gtx580_seconds(EPOCHS * IMAGES_PER_EPOCH))
+'5.5 days'
+"""
+
+from .hardware import GTX580
+
+# MACs per image of AlexNet("2012") at 227x227 with 1000 classes, from
+# alexnet_keras.profile (the paper's grouped network).
+REFERENCE_MACS = 724_406_816
+EPOCHS = 90  # [P] §5: "roughly 90 cycles"
+IMAGES_PER_EPOCH = 1_200_000  # [P] §5: "1.2 million images"
+DAYS = (5.0, 6.0)  # [P] §5: "five to six days on two NVIDIA GTX 580 3GB GPUs"
+DAYS_MIDPOINT = sum(DAYS) / 2
+CARDS = 2
+IMAGES_PER_SECOND = EPOCHS * IMAGES_PER_EPOCH / (DAYS_MIDPOINT * 86400)
+FORWARD_SHARE = 1.0 / 3.0  # inference / training cost per image (assumed)
+
+
+def gtx580_seconds(images, macs_per_image=REFERENCE_MACS, training=True, days=DAYS_MIDPOINT):
+    """Seconds the paper's pair of GTX 580s would need for `images` images.
+
+    Args:
+        images: images processed (training examples seen, or images scored).
+        macs_per_image: the model's forward multiply-accumulates per image.
+        training: False for inference (forward only, a third of the cost).
+        days: the calibration (5.5 by default; 5.0 or 6.0 give the range).
+
+    Example:
+    >>> round(gtx580_seconds(227.27, training=True), 2)
+    1.0
+    """
+    rate = EPOCHS * IMAGES_PER_EPOCH / (days * 86400)
+    seconds = images * (macs_per_image / REFERENCE_MACS) / rate
+    return seconds if training else seconds * FORWARD_SHARE
+
+
+def gtx580_range(images, macs_per_image=REFERENCE_MACS, training=True):
+    """(fastest, slowest) seconds over [P]'s 5-to-6-day range."""
+    return tuple(gtx580_seconds(images, macs_per_image, training, days=d) for d in DAYS)
+
+
+def achieved_utilisation():
+    """The fraction of the pair's FP32 peak the 2012 training reached (about 0.31).
+
+    Training FLOPs per image = 3 x 2 x MACs (forward plus a backward twice as costly).
+    """
+    flops = IMAGES_PER_SECOND * 3 * 2 * REFERENCE_MACS
+    return flops / (CARDS * GTX580.peak_flops)
+
+
+def format_duration(seconds):
+    """Human-readable duration: '850 ms', '42.0 s', '3 min 12 s', '4 h 05 min', '5.5 days'.
+
+    Example:
+    >>> format_duration(3 * 3600 + 5 * 60)
+    '3 h 05 min'
+    """
+    seconds = float(seconds)
+    if seconds < 0:
+        raise ValueError("durations are not negative")
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        minutes, secs = divmod(round(seconds), 60)
+        return f"{minutes} min {secs} s"
+    if seconds < 2 * 86400:
+        hours, minutes = divmod(round(seconds / 60), 60)
+        return f"{hours} h {minutes:02d} min"
+    return f"{seconds / 86400:.1f} days"
+
+
+def sentence(here_seconds, images, macs_per_image=REFERENCE_MACS, training=True):
+    """'this run took X here; it would have taken Y on 2× GTX 580 in 2012'.
+
+    Example:
+    >>> sentence(60, 227.27 * 30)
+    'this run took 1 min 0 s here; it would have taken 30.0 s on 2× GTX 580 in 2012'
+    """
+    then = gtx580_seconds(images, macs_per_image, training)
+    return (
+        f"this run took {format_duration(here_seconds)} here; "
+        f"it would have taken {format_duration(then)} on {CARDS}× GTX 580 in 2012"
+    )

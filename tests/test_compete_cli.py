@@ -1,0 +1,188 @@
+"""The `plan`, `evaluate` and `compete` commands, run through `alexnet_keras.cli.main`."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from alexnet_keras.cli import main
+
+# imagenette's classes (shared/data/imagenette/README.txt), typed here so no shared data is needed.
+IMAGENETTE_WNIDS = [
+    "n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
+    "n03394916", "n03417042", "n03425413", "n03445777", "n03888257",
+]
+EXE = os.path.join(os.path.dirname(sys.executable), "alexnet-keras")
+
+
+def run(args, capsys):
+    """(exit code, stdout, stderr) of one in-process CLI call."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("alexnet-keras: error:"), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+# --- the table ---------------------------------------------------------------
+def test_compete_prints_the_2012_table(capsys):
+    code, out, _ = run(["compete"], capsys)
+    assert code == 0
+    for value in ("15.315", "16.422", "26.172", "26.602", "26.646", "26.952", "26.979", "27.058",
+                  "27.079", "27.302", "29.576", "33.419", "34.464", "36.184", "38.006", "41.048"):
+        assert value in out
+    assert re.search(r"^\s+16\s+LEAR-XRCE\s+41\.048", out, re.M)
+    assert "10.857 points" in out
+    assert re.search(r"2010\s+NEC-UIUC\s+28\.200", out) and "2011" in out
+
+
+def test_compete_json_schema(capsys):
+    code, out, _ = run(["compete", "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["year"] == 2012 and report["you"] is None
+    entries = report["entries"]
+    assert len(entries) == 16
+    assert all({"team", "entry", "top5_error", "rank"} <= set(e) for e in entries)
+    assert (entries[0]["team"], entries[0]["top5_error"], entries[0]["rank"]) == ("SuperVision", 0.15315, 1)
+    assert (entries[2]["team"], entries[2]["top5_error"]) == ("ISI", 0.26172)
+    assert report["winning_margin_points"] == pytest.approx(10.857)
+    assert [p["year"] for p in report["progression"]] == [2010, 2011, 2012]
+
+
+def test_compete_other_years(capsys):
+    code, out, _ = run(["compete", "--year", "2011", "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["entries"][0]["verified"] is False
+    code, out, _ = run(["compete", "--year", "2010"], capsys)
+    assert code == 0 and "28.200" in out and "28.191, unverified" in out
+
+
+def test_compete_plot_without_model(tmp_path, capsys):
+    png = tmp_path / "table.png"
+    code, out, _ = run(["compete", "--plot", str(png)], capsys)
+    assert code == 0 and png.read_bytes()[:4] == b"\x89PNG" and f"wrote {png}" in out
+
+
+# --- plan --------------------------------------------------------------------
+def test_plan_accepts_128_on_two_gtx580(capsys):
+    code, out, err = run(["plan", "--simulate-gtx580", "--batch-size", "128"], capsys)
+    assert code == 0, err
+    assert "fits:" in out and "2 x 64" in out
+    assert "conv1" in out and "55x55x96" in out and "210,830,400" in out  # conv1 FLOPs
+
+
+def test_plan_refuses_a_batch_that_does_not_fit(capsys):
+    code, out, err = run(["plan", "--simulate-gtx580", "--batch-size", "4096"], capsys)
+    assert_one_line_error(code, err, "does not fit")
+    assert "does not fit:" in out  # the plan is still printed
+
+
+def test_plan_json(capsys):
+    code, out, _ = run(["plan", "--variant", "owt", "--batch-size", "64", "--json"], capsys)
+    plan = json.loads(out)
+    assert code == 0 and plan["fits"] and plan["replicas"] == 1
+    assert plan["per_replica_bytes"]["weights"] == 61_100_840 * 4
+
+
+# --- bad input ---------------------------------------------------------------
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    missing = str(tmp_path / "missing.keras")
+    assert_one_line_error(*run(["compete", "--model", missing, "--data", "synthetic"], capsys)[::2], "not found")
+    assert_one_line_error(*run(["compete", "--model", missing], capsys)[::2], "--data")
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"\x00" * 100)
+    assert_one_line_error(*run(["evaluate", "--model", str(corrupt), "--data", "synthetic"], capsys)[::2],
+                          "cannot load")
+    assert_one_line_error(*run(["evaluate", "--data", "synthetic"], capsys)[::2], "--model")
+    assert_one_line_error(*run(["compete", "--year", "2013"], capsys)[::2])
+
+
+def test_console_script_has_no_traceback(tmp_path):
+    if not os.path.exists(EXE):
+        pytest.skip("console script not installed")
+    proc = subprocess.run([EXE, "compete", "--model", str(tmp_path / "nope.keras"), "--data", "synthetic"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("alexnet-keras:")]
+    assert ours == [f"alexnet-keras: error: model file not found: {tmp_path / 'nope.keras'}"]
+
+
+# --- end to end with a tiny saved model ----------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from alexnet_keras.model import AlexNet
+
+    path = tmp_path_factory.mktemp("model") / "owt10.keras"
+    AlexNet("owt", classes=10, class_wnids=IMAGENETTE_WNIDS, classifier_activation=None, seed=0).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """val/<wnid>/ with 3 small JPEGs per imagenette class (30 images)."""
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for label, wnid in enumerate(IMAGENETTE_WNIDS):
+        folder = root / "val" / wnid
+        folder.mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            (folder / f"{wnid}_{i}.JPEG").write_bytes(tf.io.encode_jpeg(pixels).numpy())
+    return root
+
+
+def test_compete_places_a_tiny_model(tiny_model, tiny_folder, tmp_path, capsys):
+    png = tmp_path / "placed.png"
+    code, out, err = run(["compete", "--model", str(tiny_model), "--data", str(tiny_folder), "--json",
+                          "--plot", str(png)], capsys)
+    assert code == 0, err
+    you = json.loads(out)["you"]
+    assert you["images"] == 30 and you["classes"] == 10 and you["model_classes"] == 10
+    assert you["comparable"] is False and "10 classes" in you["reason"]
+    assert 1 <= you["rank"] <= 17
+    lo, hi = you["ci95"]["top5"]
+    assert lo <= you["top5_error"] <= hi
+    assert you["label"] == "ImageNet subset (30 images, 10 classes)"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compete_text_with_ten_crops(tiny_model, tiny_folder, capsys):
+    code, out, err = run(["compete", "--model", str(tiny_model), "--data", str(tiny_folder), "--ten-crop",
+                          "--name", "tiny"], capsys)
+    assert code == 0, err
+    assert "ten crops" in out and "95% CI" in out
+    table, section = out.split("not comparable (not ranked", 1)
+    assert "tiny" not in table.split("ILSVRC2012 classification", 1)[1]
+    assert re.search(r"tiny: top-5 \d+\.\d{3}, 95% CI [\d.]+-[\d.]+; would rank \d+ of 17", section)
+    assert "2× GTX 580" in out
+
+
+def test_evaluate_on_imagenette_val_only(tiny_model, imagenette, capsys):
+    code, out, err = run(["evaluate", "--model", str(tiny_model), "--data", str(imagenette),
+                          "--only-imagenet-val", "--json"], capsys)
+    assert code == 0, err
+    score = json.loads(out)
+    n = sum(1 for p in (imagenette / "val").glob("*/ILSVRC2012_val_*"))
+    assert score["images"] == n and score["label"] == f"ImageNet subset ({n} images, 10 classes)"
+    assert score["warnings"] == [] and not score["comparable"]
+
+
+def test_empty_data_folder_is_a_user_error(tiny_model, tmp_path, capsys):
+    (tmp_path / "val" / IMAGENETTE_WNIDS[0]).mkdir(parents=True)
+    code, _, err = run(["evaluate", "--model", str(tiny_model), "--data", str(tmp_path)], capsys)
+    assert_one_line_error(code, err)
