@@ -1,7 +1,6 @@
 """The paper's own architecture numbers (Fig. 2), for side-by-side checks."""
 
-import csv
-import importlib.resources
+from ._data import read_csv
 
 # Parameters of the grouped network, computed from the layer shapes in Sec. 3.5
 # (the paper itself only says "60 million"); see alexnet-facts.md.
@@ -11,8 +10,7 @@ SOURCE = "Krizhevsky, Sutskever, Hinton, NIPS 2012"
 
 def fig2_layers():
     """Rows of `data/paper_fig2.csv`: layer, kernel, neurons (int), source."""
-    text = importlib.resources.files(__package__).joinpath("data", "paper_fig2.csv").read_text()
-    rows = list(csv.DictReader(text.splitlines()))
+    rows = read_csv("paper_fig2.csv")
     for row in rows:
         row["neurons"] = int(row["neurons"])
     return rows
