@@ -416,20 +416,24 @@ def _load_folder(path, spec, *, batch_size, seed, validation):
         raise UserError(f"{len(train_paths)} training images in {path}, fewer than one batch of {batch_size}")
     train_ds = _files_dataset(train_paths, train_labels, spec, train=True, batch_size=batch_size, seed=seed)
     val_ds = _files_dataset(*splits[1], spec, train=False, batch_size=batch_size) if validation else None
-    info = DataInfo(
+    val_n = len(splits[1][0]) if validation else None
+    return train_ds, val_ds, _folder_info(path, classes, len(train_paths), val_n, spec, batch_size, skipped)
+
+
+def _folder_info(path, classes, train_examples, val_examples, spec, batch_size, skipped):
+    return DataInfo(
         name=str(path),
         kind="folder",
         classes=len(classes),
         class_names=classes,
         class_wnids=_wnids(classes),
-        train_examples=len(train_paths),
-        val_examples=len(splits[1][0]) if validation else None,
+        train_examples=train_examples,
+        val_examples=val_examples,
         input_size=spec["input_size"],
         batch_size=batch_size,
         skipped=len(skipped),
         skipped_paths=skipped,
     )
-    return train_ds, val_ds, info
 
 
 # --- TFDS --------------------------------------------------------------------
@@ -629,17 +633,4 @@ def eval_dataset(
         raise UserError(f"no {which} in {root}/<class>/")
     [(paths, labels)], skipped = _drop_undecodable([(paths, labels)], root)
     ds = _files_dataset(paths, labels, spec, train=False, batch_size=batch_size, crop=crop)
-    info = DataInfo(
-        name=str(root),
-        kind="folder",
-        classes=len(classes),
-        class_names=classes,
-        class_wnids=_wnids(classes),
-        train_examples=None,
-        val_examples=len(paths),
-        input_size=spec["input_size"],
-        batch_size=batch_size,
-        skipped=len(skipped),
-        skipped_paths=skipped,
-    )
-    return ds, info
+    return ds, _folder_info(root, classes, None, len(paths), spec, batch_size, skipped)

@@ -220,29 +220,13 @@ class AlexNet(keras.Model):
 def _conv(x, filters, kernel, name, init, strides=1, padding="same", groups=1, tower_impl="split"):
     fan_in = kernel * kernel * x.shape[-1] // groups
     kernel_init, bias_init = _initializers(init, name, fan_in)
+    common = dict(
+        padding=padding, activation="relu", kernel_initializer=kernel_init, bias_initializer=bias_init, name=name
+    )
     if groups == 1:
-        layer = keras.layers.Conv2D(
-            filters,
-            kernel,
-            strides=strides,
-            padding=padding,
-            activation="relu",
-            kernel_initializer=kernel_init,
-            bias_initializer=bias_init,
-            name=name,
-        )
+        layer = keras.layers.Conv2D(filters, kernel, strides=strides, **common)
     else:
-        layer = GroupedConv2D(
-            filters,
-            kernel,
-            groups=groups,
-            padding=padding,
-            activation="relu",
-            implementation=tower_impl,
-            kernel_initializer=kernel_init,
-            bias_initializer=bias_init,
-            name=name,
-        )
+        layer = GroupedConv2D(filters, kernel, groups=groups, implementation=tower_impl, **common)
     return layer(x)
 
 
