@@ -160,7 +160,6 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
 def plan_command(variant, batch_size, simulate_gtx580, budget_gib, as_json):
     """Per-layer profile and training memory per replica: does the batch fit?"""
     from . import profile
-    from .errors import UserError
     from .model import AlexNet
     from .simulations import clock, hardware, memory
 
@@ -179,11 +178,7 @@ def plan_command(variant, batch_size, simulate_gtx580, budget_gib, as_json):
         click.echo(memory.format_plan(p))
         click.echo(f"one epoch of {clock.IMAGES_PER_EPOCH:,} images: about "
                    f"{clock.format_duration(epoch)} on 2x GTX 580 in 2012")
-    if not p.fits:
-        raise UserError(
-            f"batch {batch_size} does not fit: {p.total_bytes / 2**30:.2f} GiB per replica > "
-            f"{p.budget_bytes / 2**30:.2f} GiB (largest that fits: about {p.max_per_replica_batch * replicas})"
-        )
+    memory.check_fits(rows, batch_size, replicas=replicas, budget_bytes=budget)  # exit 2 after the plan
 
 
 _DATA_HELP = "Data: an image folder (class sub-folders), 'synthetic' or a TFDS name."
