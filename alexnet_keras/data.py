@@ -56,7 +56,13 @@ def decode_image(contents):
     Grayscale and CMYK JPEGs come out as RGB (libjpeg converts CMYK when asked
     for 3 channels); alpha is dropped; animations give their first frame.
     """
-    image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+    image = tf.cond(
+        tf.io.is_jpeg(contents),
+        # libjpeg's accurate IDCT, as PIL (and so torchvision) uses; the default fast
+        # one is up to 7 grey levels off, enough to flip predictions of pretrained weights.
+        lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False),
+    )
     image.set_shape([None, None, 3])
     return image
 
@@ -75,11 +81,11 @@ def resize_short_side(image, size, antialias=False):
 
 
 def center_crop(image, size):
-    """The centre `size` x `size` window; offsets are floored, `(H - size) // 2`."""
+    """The centre `size` x `size` window, offsets `round((H - size) / 2)` half to even,
+    exactly as torchvision's `CenterCrop` (Python's `round`)."""
     shape = tf.shape(image)
-    return tf.image.crop_to_bounding_box(
-        image, (shape[0] - size) // 2, (shape[1] - size) // 2, size, size
-    )
+    top, left = [tf.cast(tf.round(tf.cast(shape[i] - size, tf.float32) / 2), tf.int32) for i in (0, 1)]
+    return tf.image.crop_to_bounding_box(image, top, left, size, size)
 
 
 def normalize(image, spec):
@@ -96,7 +102,7 @@ def _resize_center(image, spec):
 
 
 def _eval_square(square, spec, crop):
-    """Centre crop (if `crop`) and normalisation of a resize x resize image."""
+    """Centre crop (if `crop`) and normalisation of an already resized image."""
     if crop:
         square = center_crop(square, spec["input_size"])
     return normalize(square, spec)
@@ -105,11 +111,13 @@ def _eval_square(square, spec, crop):
 def eval_transform(image, spec, crop=True):
     """Evaluation preprocessing of one uint8 RGB image.
 
-    Returns the normalised centre `input_size` crop, or with `crop=False` the
-    normalised `resize` x `resize` square (for ten-crop testing).
+    Short side to `resize`, then the normalised centre `input_size` crop taken
+    straight from the resized image (as torchvision does), or with `crop=False`
+    the normalised centre `resize` x `resize` square (for ten-crop testing).
     """
     spec = get_spec(spec)
-    return _eval_square(_resize_center(image, spec), spec, crop)
+    resized = resize_short_side(image, spec["resize"], antialias=spec["antialias"])
+    return normalize(center_crop(resized, spec["input_size"] if crop else spec["resize"]), spec)
 
 
 def load_image(path, spec, crop=True):

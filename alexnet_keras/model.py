@@ -135,6 +135,10 @@ class AlexNet(keras.Model):
             raise ValueError(f"init must be one of {tuple(INITS)}, got {init!r}")
         if pooling not in (None, "avg", "max"):
             raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
+        if weights == "imagenet" and class_wnids is None and classes == 1000:
+            from .predict import imagenet_wnids  # ImageNet-1k order, for decode and compete
+
+            class_wnids = imagenet_wnids()
         if class_wnids is not None and len(class_wnids) != classes:
             raise ValueError(f"{len(class_wnids)} class_wnids given for {classes} classes")
         input_shape = tuple(input_shape or DEFAULT_INPUT[variant])

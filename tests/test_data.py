@@ -98,10 +98,11 @@ def test_center_crop_offsets():
     ys, xs = np.indices((10, 13))
     image = np.stack([ys, xs, np.zeros_like(ys)], axis=-1)  # pixel value = its coordinates
     crop = data.center_crop(image, 4).numpy()
-    top, left = (10 - 4) // 2, (13 - 4) // 2
+    top, left = 3, 4  # (10-4)/2 = 3; (13-4)/2 = 4.5 rounds half to even, as torchvision's round()
     np.testing.assert_array_equal(crop[..., 0], ys[top : top + 4, left : left + 4])
     np.testing.assert_array_equal(crop[..., 1], xs[top : top + 4, left : left + 4])
     assert (crop[0, 0, 0], crop[0, 0, 1]) == (3, 4)
+    assert data.center_crop(np.stack([ys, xs, xs], -1)[:, :12], 5).numpy()[0, 0, 1] == 4  # 3.5 -> 4
 
 
 @pytest.mark.parametrize("name", ["paper", "torchvision"])

@@ -19,6 +19,7 @@ def test_non_editable_install_has_simulations(tmp_path):
     assert not (target / "simulations").exists()  # no generic top-level module
     data = list((target / "alexnet_keras" / "simulations").glob("data/*.csv"))
     assert data, "simulation data files were not installed"
+    assert (target / "alexnet_keras" / "resources" / "imagenet_classes.csv").is_file()
     code = (
         "import alexnet_keras, alexnet_keras.simulations as s, importlib.resources as r; "
         "assert alexnet_keras.__file__.startswith(%r); "

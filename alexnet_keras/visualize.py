@@ -1,0 +1,85 @@
+"""The paper's Figure 3: conv1's kernels drawn as small colour images.
+
+In the paper the 96 kernels of 11x11x3 come in two groups of 48, one per GPU:
+GPU 1 learned largely colour-agnostic edge detectors, GPU 2 colour blobs. Our
+2012 model keeps that split (kernels 0-47 feed tower 0, 48-95 tower 1), so the
+figure shows one labelled panel per tower; an owt model has one group of 64.
+"""
+
+import math
+import os
+
+import numpy as np
+
+from .errors import UserError
+
+COLUMNS = 16  # Figure 3 has 16 kernels a row
+
+
+def conv1_kernels(model):
+    """conv1's kernels as `(n, height, width, 3)`, each scaled to [0, 1] for display.
+
+    Each kernel is normalised on its own (min to 0, max to 1), as in Figure 3,
+    so weak and strong kernels are equally visible.
+
+    Args:
+        model: a Keras model with a `conv1` layer.
+    """
+    import keras
+
+    try:
+        kernel = keras.ops.convert_to_numpy(model.get_layer("conv1").kernel)
+    except ValueError:
+        raise UserError("the model has no conv1 layer") from None
+    kernels = np.moveaxis(kernel, -1, 0).astype(np.float64)  # (n, kh, kw, 3)
+    low = kernels.min(axis=(1, 2, 3), keepdims=True)
+    span = kernels.max(axis=(1, 2, 3), keepdims=True) - low
+    return (kernels - low) / np.where(span > 0, span, 1.0)
+
+
+def plot_filters(model, path=None, columns=COLUMNS):
+    """Draws conv1's kernels as in Figure 3, one labelled panel per GPU tower.
+
+    Args:
+        model: a Keras AlexNet, or a `.keras`, `.pth` or `.npz` file.
+        path: where to save the figure (the extension picks the format); `None`
+            only returns it.
+        columns: kernels per row.
+
+    Returns:
+        The matplotlib `Figure`: one axes per kernel (96 for 2012, 64 for owt).
+
+    Example:
+    >>> fig = plot_filters(AlexNet(), "fig3.png")  # doctest: +SKIP
+    >>> len(fig.axes)  # doctest: +SKIP
+    96
+    """
+    from matplotlib.figure import Figure
+
+    if isinstance(model, (str, os.PathLike)):
+        from .convert import load_model
+
+        model = load_model(model)
+    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise UserError(f"directory not found: {os.path.dirname(os.path.abspath(path))}")
+    kernels = conv1_kernels(model)
+    # The 2012 network's conv1 maps split across the two GPUs; owt ran on one.
+    groups = 2 if getattr(model, "variant", None) == "2012" else 1
+    per_group = len(kernels) // groups
+    rows = math.ceil(per_group / columns)
+
+    fig = Figure(figsize=(columns * 0.55, groups * (rows * 0.55 + 0.45)), layout="constrained")
+    panels = fig.subfigures(groups, 1, squeeze=False)[:, 0]
+    for g, panel in enumerate(panels):
+        first = g * per_group
+        title = f"kernels {first + 1}-{first + per_group}"
+        panel.suptitle(f"GPU {g + 1}: {title}" if groups > 1 else f"conv1 {title}", fontsize=10)
+        for i, ax in enumerate(panel.subplots(rows, columns, squeeze=False).ravel()):
+            if i < per_group:
+                ax.imshow(kernels[first + i], interpolation="nearest")
+                ax.set_axis_off()
+            else:
+                ax.remove()  # an incomplete last row
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig

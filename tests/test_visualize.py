@@ -1,0 +1,77 @@
+"""Figure 3: conv1's kernels, two GPU groups of 48 for 2012 and 64 for owt."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet_keras import AlexNet, UserError, cli, convert
+from alexnet_keras.visualize import conv1_kernels, plot_filters
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def titles(fig):
+    return [sub._suptitle.get_text() for sub in fig.subfigs]
+
+
+def check_png(path):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    with Image.open(path) as image:
+        image.verify()
+
+
+def test_2012_shows_two_gpu_groups_of_48(tmp_path):
+    model = AlexNet("2012")
+    fig = plot_filters(model, tmp_path / "fig3.png")
+    assert len(fig.axes) == 96
+    assert titles(fig) == ["GPU 1: kernels 1-48", "GPU 2: kernels 49-96"]
+    assert [len(sub.axes) for sub in fig.subfigs] == [48, 48]
+    # GPU 2's panel starts with kernel 49, the first one feeding tower 1.
+    np.testing.assert_allclose(fig.subfigs[1].axes[0].images[0].get_array(), conv1_kernels(model)[48])
+    check_png(tmp_path / "fig3.png")
+
+
+def test_owt_shows_64(tmp_path):
+    model = AlexNet("owt")
+    fig = plot_filters(model, tmp_path / "owt.png")
+    assert len(fig.axes) == 64 and titles(fig) == ["conv1 kernels 1-64"]
+    np.testing.assert_allclose(fig.axes[5].images[0].get_array(), conv1_kernels(model)[5])
+    check_png(tmp_path / "owt.png")
+
+
+def test_each_kernel_is_normalised_on_its_own():
+    model = AlexNet("owt")
+    kernel = np.asarray(model.get_layer("conv1").kernel).copy()
+    kernel[..., 0] *= 100.0  # one loud kernel must not wash out the rest
+    kernel[..., 1] = 0.5  # a flat kernel must not divide by zero
+    model.get_layer("conv1").kernel.assign(kernel)
+    shown = conv1_kernels(model)
+    assert shown.shape == (64, 11, 11, 3)
+    some = shown[[0, 2, 63]]
+    assert np.allclose(some.min(axis=(1, 2, 3)), 0) and np.allclose(some.max(axis=(1, 2, 3)), 1)
+    assert np.all(shown[1] == 0)
+    loud = kernel[..., 0].astype(np.float64)
+    np.testing.assert_allclose(shown[0], (loud - loud.min()) / np.ptp(loud), atol=1e-6)
+
+
+def test_cli_show_filters(tmp_path, capsys):
+    convert.export_npz(AlexNet("2012"), tmp_path / "paper.npz")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["show", "filters", "--model", str(tmp_path / "paper.npz"), "--out", str(tmp_path / "fig3.png")])
+    assert exit_info.value.code == 0
+    assert "96 kernels" in capsys.readouterr().out
+    check_png(tmp_path / "fig3.png")
+    for args, message in [
+        (["--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x.png")], "file not found"),
+        (["--model", str(tmp_path / "paper.npz"), "--out", str(tmp_path / "no" / "x.png")], "directory not found"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["show", "filters", *args])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_weights_h5_has_no_architecture(tmp_path):
+    AlexNet("owt").save_weights(tmp_path / "w.weights.h5")
+    with pytest.raises(UserError, match="no architecture"):
+        plot_filters(tmp_path / "w.weights.h5")
