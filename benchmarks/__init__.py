@@ -1,0 +1,7 @@
+"""Throughput and memory benchmarks against PyTorch peers.
+
+* `python -m benchmarks.cpu [--json] [--quick]`: TF CPU, the package's real train step.
+* `python -m benchmarks.gpu [--smoke]`: Keras on JAX (bf16) on a CUDA machine without TF.
+
+Results: benchmarks/RESULTS.md.
+"""
