@@ -1,6 +1,6 @@
 """CPU throughput and memory of alexnet-keras against PyTorch peers, in one process.
 
-    python -m benchmarks.cpu            # full run: a table (about 20 min on 2 cores)
+    python -m benchmarks.cpu            # full run: a table (7 to 20 min on 2 cores, by load)
     python -m benchmarks.cpu --json     # the same as one JSON object
     python -m benchmarks.cpu --quick    # batch 64 only, 5 steps (the CI smoke test)
 
@@ -297,7 +297,8 @@ def profile_layers(variant, batch, steps, warmup, echo):
             tg = torch.randn_like(block(tx.detach()))
 
         def peer_f(block=block, tx=tx):
-            return float(block(tx).reshape(-1)[0])
+            with torch.no_grad():  # like ours: a forward that records nothing for backprop
+                return float(block(tx).reshape(-1)[0])
 
         def peer_fb(block=block, tx=tx, tg=tg):
             for p in block.parameters():
@@ -333,7 +334,7 @@ def profile_layers(variant, batch, steps, warmup, echo):
         p.grad = torch.randn_like(p) * 1e-3
     t = alternate(
         {"ours": lambda: (ours_update(), variables[0].numpy().ravel()[0]),
-         "peer": lambda: (peer.optimizer.step(), float(params[0].reshape(-1)[0]))},
+         "peer": lambda: (peer.optimizer.step(), float(params[0].detach().reshape(-1)[0]))},
         steps, warmup,
     )
     rows.append({"block": "optimizer update", "keras_layers": [],
