@@ -220,6 +220,23 @@ def _wnids(names):
     return list(names) if names and all(re.fullmatch(r"n\d{8}", n) for n in names) else None
 
 
+def _info(name, kind, class_names, train_examples, val_examples, spec, batch_size, skipped=()):
+    """The one place a `DataInfo` is assembled, whatever the source."""
+    return DataInfo(
+        name=name,
+        kind=kind,
+        classes=len(class_names),
+        class_names=list(class_names),
+        class_wnids=_wnids(class_names),
+        train_examples=train_examples,
+        val_examples=val_examples,
+        input_size=spec["input_size"],
+        batch_size=batch_size,
+        skipped=len(skipped),
+        skipped_paths=list(skipped),
+    )
+
+
 # --- synthetic ---------------------------------------------------------------
 _TEMPLATE_GRID = 4  # template cells per side: low-frequency, so crops and flips keep the class
 
@@ -263,17 +280,8 @@ def _synthetic(n, classes, spec, seed, *, train, batch_size, crop=True):
 
 
 def _synthetic_info(classes, train_examples, val_examples, spec, batch_size):
-    return DataInfo(
-        name="synthetic",
-        kind="synthetic",
-        classes=classes,
-        class_names=[f"synthetic_{c}" for c in range(classes)],
-        class_wnids=None,
-        train_examples=train_examples,
-        val_examples=val_examples,
-        input_size=spec["input_size"],
-        batch_size=batch_size,
-    )
+    names = [f"synthetic_{c}" for c in range(classes)]
+    return _info("synthetic", "synthetic", names, train_examples, val_examples, spec, batch_size)
 
 
 # --- image folders -----------------------------------------------------------
@@ -429,19 +437,7 @@ def _load_folder(path, spec, *, batch_size, seed, validation):
 
 
 def _folder_info(path, classes, train_examples, val_examples, spec, batch_size, skipped):
-    return DataInfo(
-        name=str(path),
-        kind="folder",
-        classes=len(classes),
-        class_names=classes,
-        class_wnids=_wnids(classes),
-        train_examples=train_examples,
-        val_examples=val_examples,
-        input_size=spec["input_size"],
-        batch_size=batch_size,
-        skipped=len(skipped),
-        skipped_paths=skipped,
-    )
+    return _info(str(path), "folder", classes, train_examples, val_examples, spec, batch_size, skipped)
 
 
 # --- TFDS --------------------------------------------------------------------
@@ -506,18 +502,8 @@ def _tfds_dataset(builder, split, spec, *, train, batch_size, seed=0, crop=True)
 
 def _tfds_info(builder, spec, batch_size, train_examples, val_examples):
     label = builder.info.features[builder.info.supervised_keys[1]]
-    names = list(label.names)
-    return DataInfo(
-        name=builder.name if not builder.builder_config else f"{builder.name}/{builder.builder_config.name}",
-        kind="tfds",
-        classes=label.num_classes,
-        class_names=names,
-        class_wnids=_wnids(names),
-        train_examples=train_examples,
-        val_examples=val_examples,
-        input_size=spec["input_size"],
-        batch_size=batch_size,
-    )
+    name = builder.name if not builder.builder_config else f"{builder.name}/{builder.builder_config.name}"
+    return _info(name, "tfds", list(label.names), train_examples, val_examples, spec, batch_size)
 
 
 # --- public entry points -----------------------------------------------------
