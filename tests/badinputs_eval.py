@@ -1,0 +1,5 @@
+"""Bad-input cases: eval. See badinput.py for the fields."""
+
+from badinput import case  # noqa: F401
+
+CASES = []
