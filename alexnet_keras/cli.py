@@ -144,7 +144,7 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
     models = ev.load_models(model_paths)
     start = time.perf_counter()
     result = ev.evaluate(models, source, ten_crop=ten_crop, only_imagenet_val=only_imagenet_val,
-                         batch_size=batch_size)
+                         batch_size=batch_size, names=list(model_paths))
     took = time.perf_counter() - start
     return result, _gtx580_clock(models, result.images, 10 if ten_crop else 1, took)
 
@@ -224,8 +224,10 @@ def compete_command(year, model_paths, source, name, ten_crop, only_imagenet_val
     year = int(year)
     if bool(model_paths) != bool(source):
         raise UserError("--model and --data go together: give both to place a model, neither for the table")
-    if plot_path and not os.path.isdir(os.path.dirname(os.path.abspath(plot_path))):
-        raise UserError(f"cannot write the plot: no folder {os.path.dirname(os.path.abspath(plot_path))}")
+    if plot_path:
+        from .visualize import figure_format
+
+        figure_format(plot_path)  # an unwritable path or unknown format fails before any scoring
     result = placement = when = None
     if model_paths:
         result, when = _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size)
@@ -239,7 +241,8 @@ def compete_command(year, model_paths, source, name, ten_crop, only_imagenet_val
             report["you"].update(
                 top1_error=result.top1_error, top5_error=result.top5_error, ci95=result.ci95,
                 images=result.images, classes=result.classes, model_classes=result.model_classes,
-                label=result.label, ten_crop=result.ten_crop, warnings=result.warnings, clock=when,
+                label=result.label, ten_crop=result.ten_crop, nonfinite=result.nonfinite,
+                warnings=result.warnings, clock=when,
             )
         echo_json(report)
     else:

@@ -1,7 +1,8 @@
 """Scoring models as ILSVRC did: top-1 and top-5 error, ten crops, ensembles, intervals.
 
 * `topk_error`: a sample is right when its label is among the k highest
-  scores; ties at the boundary count in the label's favour, as `tf.math.in_top_k`.
+  scores. Ties count against the label (see "Ties" below), and a sample whose
+  scores are not all finite (NaN or inf, e.g. a diverged model) counts as wrong.
 * `ten_crop`: the paper's test-time patches (§4.1): the four corners and the
   centre of the 256x256 image, then the horizontal reflection of each.
 * Ensembles average the softmax over models (and over crops); models that output
@@ -13,6 +14,19 @@ Labels are mapped through WordNet ids: a 1000-class model scored on imagenette
 (10 ImageNet classes) still chooses among its 1000 outputs. A result is
 "comparable" with the ILSVRC2012 table only on the full ImageNet-1k validation
 set (1000 classes, 50,000 images).
+
+Ties: the label is in the top k only if fewer than k *other* classes score at
+least as high as it does (`>=`). The ILSVRC scorer took five labels per image
+from each submission, so a submitter could never list more than five classes and
+a tie could never help them; a model that ties the label with others is scored
+as if every tied rival were listed first. A constant model (all scores equal) is
+therefore wrong on every image whenever k is below the number of classes.
+(`tf.math.in_top_k` breaks ties the other way, in the label's favour.)
+
+Non-finite outputs: `score` counts the images whose scores hold a NaN or an inf
+(`Score.nonfinite`), counts them as wrong, and refuses (`UserError`) a model whose
+outputs are non-finite for more than `NONFINITE_LIMIT` of the images: such a model
+is broken, and no error rate of it is placed on a leaderboard.
 
 Contamination rule: a model with 1000 outputs is taken to be trained on
 ImageNet-1k's train split (torchvision's IMAGENET1K_V1 weights for owt, or our own
@@ -44,6 +58,8 @@ CROP_NAMES = (
 )
 IMAGENET_VAL_IMAGES = 50_000
 IMAGENET_CLASSES = 1000
+# More than this fraction of non-finite predictions and a model is refused, not scored.
+NONFINITE_LIMIT = 0.5
 _WNID = re.compile(r"^n\d{8}$")
 _IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif")
 
@@ -52,18 +68,32 @@ _IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif")
 def softmax(logits, axis=-1):
     """Numerically stable softmax in float64."""
     z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):  # NaN/inf rows stay non-finite and are counted by the scorer
+        z = z - z.max(axis=axis, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=axis, keepdims=True)
+
+
+def finite_rows(scores):
+    """Booleans: are all of each sample's scores finite (no NaN, no inf)?"""
+    return np.isfinite(np.asarray(scores)).all(axis=1)
 
 
 def topk_correct(scores, labels, k):
-    """Booleans: is each label among the k highest scores (ties count as in)?
+    """Booleans: is each label among the k highest scores, ties counted against it?
+
+    A label is in when fewer than k other classes score `>=` it (the pessimistic
+    rule of the module docstring), and a row with any NaN or inf is always out.
 
     Args:
         scores: `(N, C)` probabilities or logits (any monotone scores).
         labels: `(N,)` integer class indices into the C outputs.
         k: how many guesses.
+
+    Example:
+    >>> import numpy as np
+    >>> topk_correct(np.array([[0.5, 0.5, 0.0], [np.nan, 1.0, 0.0]]), np.array([0, 1]), 1)
+    array([False, False])
     """
     scores = np.asarray(scores)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -72,8 +102,9 @@ def topk_correct(scores, labels, k):
     if labels.size and (labels.min() < 0 or labels.max() >= scores.shape[1]):
         raise ValueError(f"labels must lie in [0, {scores.shape[1]}), got {labels.min()}..{labels.max()}")
     own = scores[np.arange(labels.shape[0]), labels][:, None]
-    better = (scores > own).sum(axis=1)
-    return better < k
+    with np.errstate(invalid="ignore"):  # NaN comparisons: those rows are masked out below
+        rivals = (scores >= own).sum(axis=1) - 1  # other classes at least as high as the label
+    return finite_rows(scores) & (rivals < k)
 
 
 def topk_error(scores, labels, k):
@@ -98,16 +129,18 @@ class TopKCounter:
     >>> import numpy as np
     >>> c = TopKCounter(ks=(1, 2))
     >>> c.update(np.array([[0.2, 0.8], [0.9, 0.1]]), np.array([1, 1]))
-    >>> c.errors[1], c.errors[2], c.n
-    (1, 0, 2)
+    >>> c.errors[1], c.errors[2], c.n, c.nonfinite
+    (1, 0, 2, 0)
     """
 
     def __init__(self, ks=(1, 5)):
         self.ks = tuple(ks)
         self.errors = {k: 0 for k in self.ks}
         self.n = 0
+        self.nonfinite = 0  # samples with a NaN or inf score (counted as wrong)
 
     def update(self, scores, labels):
+        self.nonfinite += int((~finite_rows(scores)).sum())
         for k in self.ks:
             self.errors[k] += int((~topk_correct(scores, labels, min(k, np.shape(scores)[1]))).sum())
         self.n += int(np.asarray(labels).reshape(-1).shape[0])
@@ -182,12 +215,14 @@ def load_models(paths):
     """
     paths = [os.fspath(p) for p in paths]
     for path in paths:  # check every path before the slow Keras import
+        if os.path.isdir(path):
+            raise UserError(f"{path} is a directory, not a model file (give a .keras file)")
         if not os.path.isfile(path):
             raise UserError(f"model file not found: {path}")
         if not path.endswith((".keras", ".pth", ".npz")):
             raise UserError(f"not a Keras model file (expected .keras): {path}")
         if path.endswith(".keras") and not zipfile.is_zipfile(path):
-            raise UserError(f"cannot load {path} as a Keras model: not a .keras (zip) archive")
+            raise UserError(f"cannot load {path}: not a valid .keras file (a .keras model is a zip archive; this one is not)")
     import keras
 
     from . import model as _model  # noqa: F401  registers AlexNet and its layers
@@ -206,8 +241,32 @@ def load_models(paths):
             raise UserError(f"cannot load {path} as a Keras model: {first[:200]}") from None
         if not isinstance(loaded, keras.Model):
             raise UserError(f"{path} holds a {type(loaded).__name__}, not a Keras model")
+        check_classifier(loaded, path)
         models.append(loaded)
     return models
+
+
+def check_classifier(model, what=None):
+    """`UserError` unless `model` maps square RGB images `(None, H, H, 3)` to scores `(None, classes >= 2)`.
+
+    AlexNet is; a plain Keras image classifier is too (it gets the paper's
+    preprocessing at its input size). Anything else cannot be scored here.
+    """
+    what = what or getattr(model, "name", "the model")
+    try:
+        inputs, outputs = tuple(model.input_shape), tuple(model.output_shape)
+    except (AttributeError, ValueError, TypeError):  # unbuilt, or several inputs/outputs
+        inputs = outputs = None
+    image_in = (
+        inputs is not None and len(inputs) == 4 and inputs[3] == 3
+        and isinstance(inputs[1], int) and inputs[1] == inputs[2]
+    )
+    scores_out = outputs is not None and len(outputs) == 2 and isinstance(outputs[1], int) and outputs[1] >= 2
+    if not (image_in and scores_out):
+        raise UserError(
+            f"{what} is not an image classifier that can be scored: it maps {inputs} to {outputs}, "
+            "not square RGB images (None, H, H, 3) to class scores (None, classes); give an AlexNet .keras file"
+        )
 
 
 def model_classes(model):
@@ -249,6 +308,8 @@ def check_ensemble(models):
     """The preprocessing spec all `models` share; `UserError` if they differ in it or in classes."""
     if not models:
         raise UserError("no models given")
+    for m in models:
+        check_classifier(m)
     spec, first = model_spec(models[0]), models[0]
     keys = ("input_size", "resize", "scale", "mean", "std")
     for m in models[1:]:
@@ -327,6 +388,7 @@ class Score:
     label: str
     ten_crop: bool = False
     models: int = 1
+    nonfinite: int = 0
     warnings: list = field(default_factory=list)
 
     @property
@@ -347,6 +409,8 @@ class Score:
             f"{self.label}, {models}{crops}:",
             f"  top-1 error {self.top1_error:.2%} (95% CI {self.top1_ci95[0]:.2%}-{self.top1_ci95[1]:.2%})",
             f"  top-5 error {self.top5_error:.2%} (95% CI {self.top5_ci95[0]:.2%}-{self.top5_ci95[1]:.2%})",
+            f"  non-finite outputs: {self.nonfinite:,} of {self.images:,} images"
+            + (" (counted as wrong)" if self.nonfinite else ""),
             f"  {'comparable' if self.comparable else 'not comparable'} with ILSVRC2012: {self.reason}",
         ]
         return "\n".join(lines + [f"  warning: {w}" for w in self.warnings])
@@ -386,7 +450,16 @@ def _label(info, images, comparable):
     return f"{what} ({images:,} images, {info.classes} classes)"
 
 
-def score(models, ds, info, *, ten_crop=False, max_images=None):
+def check_nonfinite(nonfinite, images, what="the model"):
+    """`UserError` when more than `NONFINITE_LIMIT` of `images` had non-finite outputs."""
+    if images and nonfinite > NONFINITE_LIMIT * images:
+        raise UserError(
+            f"{what} gave non-finite outputs (NaN or inf) for {nonfinite:,} of {images:,} images, so it is not "
+            "scored or placed; its weights are probably NaN or inf (a diverged run): use an earlier checkpoint"
+        )
+
+
+def score(models, ds, info, *, ten_crop=False, max_images=None, names=None):
     """Streams `ds` through the models and returns a `Score`.
 
     Args:
@@ -397,6 +470,10 @@ def score(models, ds, info, *, ten_crop=False, max_images=None):
         info: the data's description (`data.DataInfo`: name, kind, classes, class_wnids).
         ten_crop: average over the paper's ten patches.
         max_images: stop after this many images (for quick looks; never comparable).
+        names: how to name the models in messages (e.g. their paths); default their `.name`.
+
+    Images whose outputs hold a NaN or inf count as wrong and are counted in
+    `Score.nonfinite`; more than `NONFINITE_LIMIT` of them raises `UserError`.
 
     Example:
     >>> s = score(model, ds, info)  # doctest: +SKIP
@@ -424,6 +501,8 @@ def score(models, ds, info, *, ten_crop=False, max_images=None):
         counter.update(probs, mapping[labels])
     if counter.n == 0:
         raise UserError(f"no images to score in {getattr(info, 'name', 'the data')}")
+    names = [str(n) for n in names] if names else [str(getattr(m, "name", "model")) for m in models]
+    check_nonfinite(counter.nonfinite, counter.n, ("the ensemble of " if len(names) > 1 else "") + ", ".join(names))
     outputs = model_classes(models[0])
     comparable, reason = _comparability(info, counter.n, outputs)
     return Score(
@@ -439,6 +518,9 @@ def score(models, ds, info, *, ten_crop=False, max_images=None):
         label=_label(info, counter.n, comparable),
         ten_crop=bool(ten_crop),
         models=len(models),
+        nonfinite=counter.nonfinite,
+        warnings=[f"{counter.nonfinite:,} of {counter.n:,} images had non-finite outputs (NaN or inf), counted as wrong"]
+        if counter.nonfinite else [],
     )
 
 
@@ -478,7 +560,8 @@ def contamination_warnings(models, source, only_imagenet_val=False):
     ]
 
 
-def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_size=32, max_images=None):
+def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_size=32, max_images=None,
+             names=None):
     """Loads the data with the models' preprocessing and scores them.
 
     Args:
@@ -489,13 +572,17 @@ def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_s
         only_imagenet_val: keep only `ILSVRC2012_val_*` files.
         batch_size: images per forward pass.
         max_images: stop early (quick looks).
+        names: how messages name the models; default their paths (or `.name`).
 
     Returns:
-        a `Score` (with `warnings`).
+        a `Score` (with `warnings`); `UserError` for a model whose outputs are
+        mostly non-finite (see `score`).
     """
     from . import data
 
     models = [m for m in (models if isinstance(models, (list, tuple)) else [models])]
+    names = names or [os.fspath(m) if isinstance(m, (str, os.PathLike)) else getattr(m, "name", "model")
+                      for m in models]
     paths = [m for m in models if isinstance(m, (str, os.PathLike))]
     loaded = iter(load_models(paths))
     models = [next(loaded) if isinstance(m, (str, os.PathLike)) else m for m in models]
@@ -505,6 +592,6 @@ def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_s
         source, batch_size=batch_size, spec=spec, crop=not ten_crop, only_imagenet_val=only_imagenet_val, **extra
     )
     warnings = contamination_warnings(models, source, only_imagenet_val)
-    result = score(models, ds, info, ten_crop=ten_crop, max_images=max_images)
+    result = score(models, ds, info, ten_crop=ten_crop, max_images=max_images, names=names)
     result.warnings = warnings + result.warnings
     return result

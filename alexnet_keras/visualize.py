@@ -14,6 +14,59 @@ import numpy as np
 from .errors import UserError
 
 COLUMNS = 16  # Figure 3 has 16 kernels a row
+# A figure path without an extension is written in this format, under exactly that name.
+DEFAULT_FIGURE_FORMAT = "png"
+
+
+def figure_format(path):
+    """The format a figure at `path` is saved in; `UserError` if it cannot be written there.
+
+    The extension picks the format (any that matplotlib writes); a path without
+    one gets `DEFAULT_FIGURE_FORMAT` and keeps its name. Call it before slow work
+    so a bad path costs nothing.
+
+    Example:
+    >>> figure_format("fig3.PDF"), figure_format("fig3")
+    ('pdf', 'png')
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory: give an image file name such as {os.path.join(path, 'fig.png')}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"cannot write {path}: directory not found: {folder}")
+    ext = os.path.splitext(path)[1][1:].lower()
+    if not ext:
+        return DEFAULT_FIGURE_FORMAT
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if ext not in supported:
+        raise UserError(
+            f"cannot write {path}: .{ext} is not an image format (use one of "
+            f"{', '.join('.' + e for e in sorted(supported))})"
+        )
+    return ext
+
+
+def save_figure(fig, path, **kwargs):
+    """Saves `fig` at exactly `path` (see `figure_format`), via a temporary file so no partial image is left.
+
+    Returns:
+        `path`.
+    """
+    fmt = figure_format(path)
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        fig.savefig(tmp, format=fmt, **kwargs)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def conv1_kernels(model):
@@ -28,9 +81,15 @@ def conv1_kernels(model):
     import keras
 
     try:
-        kernel = keras.ops.convert_to_numpy(model.get_layer("conv1").kernel)
+        kernel = getattr(model.get_layer("conv1"), "kernel", None)
     except ValueError:
         raise UserError("the model has no conv1 layer") from None
+    kernel = None if kernel is None else keras.ops.convert_to_numpy(kernel)
+    if kernel is None or kernel.ndim != 4 or kernel.shape[2] != 3:
+        shape = None if kernel is None else kernel.shape
+        raise UserError(f"the model's conv1 is not a convolution of RGB images (kernel shape {shape})")
+    if not np.isfinite(kernel).all():
+        raise UserError("conv1's kernels are not finite (NaN or inf): the weights come from a diverged run")
     kernels = np.moveaxis(kernel, -1, 0).astype(np.float64)  # (n, kh, kw, 3)
     low = kernels.min(axis=(1, 2, 3), keepdims=True)
     span = kernels.max(axis=(1, 2, 3), keepdims=True) - low
@@ -42,8 +101,8 @@ def plot_filters(model, path=None, columns=COLUMNS):
 
     Args:
         model: a Keras AlexNet, or a `.keras`, `.pth` or `.npz` file.
-        path: where to save the figure (the extension picks the format); `None`
-            only returns it.
+        path: where to save the figure (the extension picks the format, PNG
+            without one; see `figure_format`); `None` only returns it.
         columns: kernels per row.
 
     Returns:
@@ -56,12 +115,12 @@ def plot_filters(model, path=None, columns=COLUMNS):
     """
     from matplotlib.figure import Figure
 
+    if path is not None:
+        figure_format(path)  # a bad path fails before the model is read
     if isinstance(model, (str, os.PathLike)):
         from .convert import load_model
 
         model = load_model(model)
-    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise UserError(f"directory not found: {os.path.dirname(os.path.abspath(path))}")
     kernels = conv1_kernels(model)
     # The 2012 network's conv1 maps split across the two GPUs; owt ran on one.
     groups = 2 if getattr(model, "variant", None) == "2012" else 1
@@ -81,5 +140,5 @@ def plot_filters(model, path=None, columns=COLUMNS):
             else:
                 ax.remove()  # an incomplete last row
     if path is not None:
-        fig.savefig(path, dpi=150)
+        save_figure(fig, path, dpi=150)
     return fig

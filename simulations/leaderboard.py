@@ -299,14 +299,16 @@ def format_progression():
 
 
 def plot(placement_or_year, path, title=None):
-    """Saves a horizontal bar chart of a table (PNG via matplotlib's Agg backend).
+    """Saves a horizontal bar chart of a table (matplotlib's Agg backend).
 
     The runner-up team's best error is drawn as a dashed line; a placed entry is
     highlighted (hatched when not comparable).
 
     Args:
         placement_or_year: a `Placement` or a year.
-        path: where to write the image.
+        path: where to write the image; its extension picks the format (PNG
+            without one), checked before any drawing
+            (`alexnet_keras.visualize.figure_format`, `UserError` if unsupported).
         title: optional title.
 
     Returns:
@@ -314,12 +316,17 @@ def plot(placement_or_year, path, title=None):
     """
     import matplotlib
 
+    from alexnet_keras.visualize import figure_format, save_figure  # no Keras behind it
+
+    figure_format(path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig = figure(placement_or_year, title=title)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -76,6 +76,16 @@ def test_compete_plot_without_model(tmp_path, capsys):
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG" and f"wrote {png}" in out
 
 
+def test_compete_plot_path_is_checked_first_and_written_as_asked(tmp_path, capsys):
+    code, out, err = run(["compete", "--plot", str(tmp_path / "table.xyz")], capsys)
+    assert_one_line_error(code, err, "table.xyz", ".xyz is not an image format", ".png")
+    assert out == "" and list(tmp_path.iterdir()) == []  # refused before the table was printed
+    bare = tmp_path / "table"  # no extension: PNG, under exactly the name given
+    code, out, _ = run(["compete", "--plot", str(bare)], capsys)
+    assert code == 0 and bare.read_bytes()[:4] == b"\x89PNG" and f"wrote {bare}\n" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table"]
+
+
 # --- plan --------------------------------------------------------------------
 def test_plan_accepts_128_on_two_gtx580(capsys):
     code, out, err = run(["plan", "--simulate-gtx580", "--batch-size", "128"], capsys)
@@ -158,6 +168,7 @@ def test_compete_places_a_tiny_model(tiny_model, tiny_folder, tmp_path, capsys):
     lo, hi = you["ci95"]["top5"]
     assert lo <= you["top5_error"] <= hi
     assert you["label"] == "ImageNet subset (30 images, 10 classes)"
+    assert you["nonfinite"] == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -165,7 +176,7 @@ def test_compete_text_with_ten_crops(tiny_model, tiny_folder, capsys):
     code, out, err = run(["compete", "--model", str(tiny_model), "--data", str(tiny_folder), "--ten-crop",
                           "--name", "tiny"], capsys)
     assert code == 0, err
-    assert "ten crops" in out and "95% CI" in out
+    assert "ten crops" in out and "95% CI" in out and "non-finite outputs: 0 of 30 images" in out
     table, section = out.split("not comparable (not ranked", 1)
     assert "tiny" not in table.split("ILSVRC2012 classification", 1)[1]
     assert re.search(r"tiny: top-5 \d+\.\d{3}, 95% CI [\d.]+-[\d.]+; would rank \d+ of 17", section)
@@ -186,3 +197,37 @@ def test_empty_data_folder_is_a_user_error(tiny_model, tmp_path, capsys):
     (tmp_path / "val" / IMAGENETTE_WNIDS[0]).mkdir(parents=True)
     code, _, err = run(["evaluate", "--model", str(tiny_model), "--data", str(tmp_path)], capsys)
     assert_one_line_error(code, err)
+
+
+# --- broken models: NaN and constant outputs (issue 13) ------------------------
+def plain_classifier(path, fill=None):
+    """A tiny Keras image classifier (8x8x3 -> 10-way softmax) saved at `path`.
+
+    fill=None keeps random weights; a number sets every weight to it (NaN: a
+    diverged model; 0: the same probabilities for every class on every image).
+    """
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+    if fill is not None:
+        model.set_weights([np.full_like(w, fill) for w in model.get_weights()])
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["compete", "evaluate"])
+def test_a_nan_model_is_refused_not_ranked(command, tmp_path, capsys):
+    """The issue's repro: a NaN model scored 0% error and 'would rank 1 of 17'."""
+    model = plain_classifier(tmp_path / "best.keras", fill=np.nan)
+    code, out, err = run([command, "--model", str(model), "--data", "synthetic", "--json"], capsys)
+    assert_one_line_error(code, err, f"{model} gave non-finite outputs (NaN or inf) for 128 of 128 images")
+    assert out == ""
+
+
+def test_a_constant_model_gains_nothing_from_ties(tmp_path, capsys):
+    model = plain_classifier(tmp_path / "flat.keras", fill=0.0)  # softmax of zeros: ten equal scores
+    code, out, err = run(["compete", "--model", str(model), "--data", "synthetic", "--json"], capsys)
+    assert code == 0, err
+    you = json.loads(out)["you"]
+    assert (you["top1_error"], you["top5_error"], you["nonfinite"]) == (1.0, 1.0, 0)
+    assert you["rank"] == 17 and not you["would_have_won"]  # last, behind all 16 entries

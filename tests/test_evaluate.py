@@ -61,10 +61,64 @@ def test_topk_error_by_hand():
     assert ev.topk_error(ev.softmax(LOGITS), LABELS, 5) == pytest.approx(1 / 4)
 
 
-def test_topk_ties_count_for_the_label():
+def test_topk_ties_count_against_the_label():
+    # by hand: the label is in the top k only if fewer than k other classes score >= it
     scores = np.array([[1.0, 1.0, 0.0]])
-    assert ev.topk_error(scores, np.array([1]), 1) == 0.0
-    assert ev.topk_error(scores, np.array([2]), 2) == 1.0
+    assert ev.topk_error(scores, np.array([1]), 1) == 1.0  # class 0 ties it: one rival, k=1
+    assert ev.topk_error(scores, np.array([1]), 2) == 0.0
+    assert ev.topk_error(scores, np.array([2]), 2) == 1.0  # two rivals above
+    assert ev.topk_error(scores, np.array([2]), 3) == 0.0
+    row = np.array([[3.0, 2.0, 2.0, 2.0, 1.0]])  # label 1 ties with 2 and 3, below 0: three rivals
+    assert [ev.topk_error(row, np.array([1]), k) for k in (1, 2, 3, 4, 5)] == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert ev.topk_error(row, np.array([0]), 1) == 0.0  # a strict maximum is not a tie
+
+
+def worst_case_rank(scores, label):
+    """The label's 0-based place when every class tied with it is listed first (brute force by sorting)."""
+    is_label = np.arange(scores.shape[0]) == label
+    order = np.lexsort((is_label, -scores))  # by score, descending; among equals the label goes last
+    return int(np.flatnonzero(order == label)[0])
+
+
+def test_topk_ties_match_a_worst_case_sort():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, size=(200, 8)).astype(np.float32)  # few values: many ties
+    labels = rng.integers(0, 8, 200)
+    ranks = np.array([worst_case_rank(row, label) for row, label in zip(scores, labels, strict=True)])
+    for k in range(1, 9):
+        np.testing.assert_array_equal(ev.topk_correct(scores, labels, k), ranks < k)
+    # without ties the rule is the plain one: fewer than k classes strictly above
+    smooth = rng.normal(size=(200, 8))
+    own = smooth[np.arange(200), labels][:, None]
+    for k in (1, 5):
+        np.testing.assert_array_equal(ev.topk_correct(smooth, labels, k), (smooth > own).sum(1) < k)
+
+
+def test_a_constant_model_gains_nothing_from_ties():
+    scores = np.full((6, 10), 0.1)  # all ten classes tie on every image
+    labels = np.arange(6)
+    assert ev.topk_error(scores, labels, 1) == 1.0
+    assert ev.topk_error(scores, labels, 5) == 1.0
+    assert ev.topk_error(scores, labels, 10) == 0.0  # ten guesses out of ten classes cannot miss
+
+
+def test_nonfinite_scores_count_as_wrong():
+    nan, inf = np.nan, np.inf
+    scores = np.array(
+        [
+            [nan, nan, nan],  # a NaN model: wrong even with k = all classes
+            [0.9, nan, 0.1],  # one NaN among the scores
+            [inf, 0.0, 0.0],  # an overflow
+            [0.2, 0.7, 0.1],  # a sound row, right at k=1
+        ]
+    )
+    labels = np.array([0, 0, 0, 1])
+    for k in (1, 2, 3):
+        np.testing.assert_array_equal(ev.topk_correct(scores, labels, k), [False, False, False, True])
+    np.testing.assert_array_equal(ev.finite_rows(scores), [False, False, False, True])
+    counter = ev.TopKCounter(ks=(1, 5))
+    counter.update(scores, labels)
+    assert (counter.nonfinite, counter.errors[1], counter.errors[5], counter.n) == (3, 3, 3, 4)
 
 
 def test_topk_rejects_bad_labels():
@@ -217,6 +271,45 @@ def test_comparable_only_on_full_imagenet_val():
     assert not short.comparable and "100 images" in short.reason
 
 
+def test_score_reports_nonfinite_outputs():
+    table = np.eye(4) * 0.9 + 0.025
+    table[[0, 1]] = np.nan  # images 0 and 1 come out NaN: half of them, still scored
+    model = FakeModel(table, name="half")
+    s = ev.score(model, _batches([0, 1, 2, 3], [0, 1, 2, 3], 3), _info(4))
+    assert s.nonfinite == 2 and s.images == 4
+    assert s.top1_error == 0.5 and s.top5_error == 0.5  # the NaN rows count as wrong even at k = 4 classes
+    assert s.as_dict()["nonfinite"] == 2
+    assert "non-finite outputs: 2 of 4 images (counted as wrong)" in s.summary()
+    assert any("2 of 4 images had non-finite outputs" in w for w in s.warnings)
+    clean = ev.score(FakeModel(np.eye(4)), _batches([0, 1, 2, 3], [0, 1, 2, 3], 4), _info(4))
+    assert clean.nonfinite == 0 and clean.warnings == []
+    assert "non-finite outputs: 0 of 4 images" in clean.summary() and "counted" not in clean.summary()
+
+
+def test_score_refuses_a_mostly_nonfinite_model():
+    table = np.eye(4)
+    table[[0, 1, 2]] = np.nan  # 3 of 4: more than NONFINITE_LIMIT
+    with pytest.raises(UserError, match=r"best\.keras gave non-finite outputs \(NaN or inf\) for 3 of 4 images"):
+        ev.score(FakeModel(table), _batches([0, 1, 2, 3], [0, 1, 2, 3], 4), _info(4), names=["best.keras"])
+    # logits that overflow to inf become NaN probabilities after the softmax: refused too
+    logits = np.zeros((2, 3))
+    logits[:, 0] = np.inf
+    with pytest.raises(UserError, match="for 2 of 2 images"):
+        ev.score(FakeModel(logits, activation=None), _batches([0, 1], [0, 0], 2), _info(3))
+
+
+def test_score_refuses_a_nan_alexnet():
+    """The issue's case: an AlexNet whose weights went NaN would have scored 0% error."""
+    from alexnet_keras.model import AlexNet
+
+    model = AlexNet("owt", classes=10, classifier_activation=None, seed=0)
+    fc8 = model.get_layer("fc8")
+    fc8.set_weights([fc8.get_weights()[0], np.full(10, np.nan, np.float32)])
+    images = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32)
+    with pytest.raises(UserError, match="non-finite outputs .* for 2 of 2 images"):
+        ev.score(model, [(images, np.array([0, 1]))], _info(10))
+
+
 def test_empty_data_and_wrong_size_are_user_errors():
     model = FakeModel(np.eye(3))
     with pytest.raises(UserError, match="no images"):
@@ -247,6 +340,22 @@ def test_load_models_user_errors(tmp_path):
     txt.write_text("hello")
     with pytest.raises(UserError, match="not a Keras model"):
         ev.load_models([txt])
+    with pytest.raises(UserError, match="is a directory"):
+        ev.load_models([tmp_path])
+
+
+def test_only_image_classifiers_are_scored(tmp_path):
+    import keras
+
+    vector = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    vector.save(tmp_path / "vector.keras")
+    with pytest.raises(UserError, match=r"vector\.keras is not an image classifier .* \(None, 4\) to \(None, 2\)"):
+        ev.load_models([tmp_path / "vector.keras"])
+    one = FakeModel(np.ones((1, 1)))  # a single output is no classifier
+    with pytest.raises(UserError, match="not an image classifier"):
+        ev.check_ensemble([one])
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    ev.check_classifier(plain)  # a plain Keras image classifier is fine
 
 
 def test_contamination_warning(tmp_path):
