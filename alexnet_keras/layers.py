@@ -1,4 +1,4 @@
-"""The two layers AlexNet needs that Keras lacks, written with `keras.ops` only.
+"""The three layers AlexNet needs that Keras lacks, written with `keras.ops` only.
 
 * `LocalResponseNormalization`: the paper's "brightness normalisation" (§3.3).
 * `AlexNetDropout`: dropout as the paper ran it (no rescaling in training,
@@ -21,19 +21,26 @@ _PACKAGE = "alexnet_keras"
 class LocalResponseNormalization(keras.layers.Layer):
     """Local response normalisation across channels (channels-last).
 
-    `b_c = a_c / (bias + alpha * sum_{|j-c| <= depth_radius} a_j^2) ** beta`
+    `b_c = a_c / (bias + alpha' * sum_{|j-c| <= depth_radius} a_j^2) ** beta`, the
+    window clipped at the edges (zero padding), where alpha' depends on `convention`:
 
-    This is exactly `tf.nn.local_response_normalization`: alpha is *not* divided
-    by the window size. PyTorch's `nn.LocalResponseNorm(size, alpha, ...)` divides
-    alpha by `size`, so the paper's layer there is `LocalResponseNorm(5, 5e-4, 0.75, 2)`.
+    * `"paper"`: alpha' = alpha, the formula printed in [P] §3.3. This is exactly
+      `tf.nn.local_response_normalization`; in PyTorch it is
+      `LocalResponseNorm(5, 5e-4, 0.75, 2)`.
+    * `"cuda-convnet"`: alpha' = alpha / n with n = 2 * depth_radius + 1, what the
+      2012 code computed: its config's `scale` is divided by `size` (cuda-convnet
+      `layer.py`, `NormLayerParser.add_params`) and the kernel sums the centred
+      window f-2..f+2 with `minDiv` as k (`kFCNorm`). This equals PyTorch's
+      `LocalResponseNorm(5, 1e-4, 0.75, 2)`.
 
     Args:
         depth_radius: half-width of the channel window (the paper's n = 5 is 2).
-        bias: the paper's k.
-        alpha: the paper's alpha.
-        beta: the paper's beta.
+        bias: the paper's k (cuda-convnet's `minDiv`).
+        alpha: the paper's alpha (cuda-convnet's `scale`).
+        beta: the paper's beta (cuda-convnet's `pow`).
         groups: number of towers. The sum never crosses a tower boundary, as on
             the two GPUs, where each GPU normalised its own 48 (or 128) maps.
+        convention: `"paper"` or `"cuda-convnet"`, how `alpha` scales the sum.
 
     Example:
     >>> x = keras.random.normal((2, 13, 13, 96))
@@ -41,8 +48,13 @@ class LocalResponseNormalization(keras.layers.Layer):
     (2, 13, 13, 96)
     """
 
-    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, groups=1, **kwargs):
+    CONVENTIONS = ("paper", "cuda-convnet")
+
+    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, groups=1, convention="paper", **kwargs):
         super().__init__(**kwargs)
+        if convention not in self.CONVENTIONS:
+            raise ValueError(f"LRN convention must be one of {self.CONVENTIONS}, got {convention!r}")
+        self.convention = convention
         self.depth_radius = int(depth_radius)
         self.bias = float(bias)
         self.alpha = float(alpha)
@@ -59,7 +71,7 @@ class LocalResponseNormalization(keras.layers.Layer):
     def call(self, inputs):
         # Window sums as one matmul with a constant band matrix, on rows of
         # `per_group` channels so that no window reaches into the other tower:
-        # B[i, j] = alpha where |i - j| <= depth_radius. With the root form of the
+        # B[i, j] = alpha (per convention) where |i - j| <= depth_radius. With the root form of the
         # power and the analytic gradient below, LRN's forward+backward runs 6-7x
         # faster on TF CPU (2-3x on JAX CPU) than shifted slices of the zero-padded
         # squares with ops.power and autodiff (benchmarks/RESULTS.md); the same maths
@@ -89,7 +101,8 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def _band(self, size):
         index = np.arange(size)
-        return (np.abs(index[:, None] - index[None, :]) <= self.depth_radius) * np.float32(self.alpha)
+        alpha = self.alpha / (2 * self.depth_radius + 1) if self.convention == "cuda-convnet" else self.alpha
+        return (np.abs(index[:, None] - index[None, :]) <= self.depth_radius) * np.float32(alpha)
 
     def _inverse_power(self, base):
         """`base ** -beta`, with roots instead of exp/log for the common betas."""
@@ -113,6 +126,7 @@ class LocalResponseNormalization(keras.layers.Layer):
             alpha=self.alpha,
             beta=self.beta,
             groups=self.groups,
+            convention=self.convention,
         )
         return config
 

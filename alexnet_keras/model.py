@@ -60,8 +60,8 @@ class AlexNet(keras.Model):
     explicit two-tower split by default (`tower_impl="split"`): TF has no grouped
     CPU kernel, and the split trained 3x faster here. `tower_impl="grouped"` runs the
     same weights as one grouped convolution. LRN also stays inside each tower (the
-    original cuda-convnet config has one response-norm layer per GPU), so lrn1 is
-    `tf.nn.local_response_normalization` applied to each 48-channel half.
+    original cuda-convnet config has one response-norm layer per GPU), so lrn1
+    normalises each 48-channel half on its own.
 
     The input is 227x227 so that conv1 gives 55x55 (the paper's "224" needs 2
     pixels of padding). With 1000 classes it has 60,965,224 parameters.
@@ -92,6 +92,13 @@ class AlexNet(keras.Model):
             `"caffe"` (the same with biases 0.1) or `"torch"` (PyTorch's defaults);
             `None` picks `"paper"` for 2012 and `"torch"` for owt.
         tower_impl: `"split"` or `"grouped"` (2012 only; same weights either way).
+        lrn_convention: `"paper"` (the default: alpha = 1e-4 per summed square, the
+            formula [P] §3.3 prints and most ports follow) or `"cuda-convnet"`
+            (alpha / 5, what the 2012 code computed; see
+            `LocalResponseNormalization`). The paper's formula stays the default
+            because the exact kernel source that trained the 2012 net is not
+            public: the cuda-convnet form is inferred, with high confidence, from
+            the releases before and after it. 2012 only.
         class_wnids: optional list of WordNet ids, one per class, kept in the config
             so that predict, evaluate and compete can map labels.
         preprocessing: a spec name or dict (see `alexnet_keras.preprocessing`);
@@ -120,6 +127,7 @@ class AlexNet(keras.Model):
         dropout_rate=0.5,
         init=None,
         tower_impl="split",
+        lrn_convention="paper",
         class_wnids=None,
         preprocessing=None,
         seed=None,
@@ -158,7 +166,7 @@ class AlexNet(keras.Model):
 
         inputs = keras.Input(shape=input_shape, name="image")
         build = _features_2012 if variant == "2012" else _features_owt
-        x = build(inputs, init, tower_impl)
+        x = build(inputs, init, tower_impl, lrn_convention) if variant == "2012" else build(inputs, init)
         if include_top:
             x = _classifier(x, variant, init, classes, classifier_activation, dropout, dropout_rate, seed)
         elif pooling == "avg":
@@ -176,6 +184,7 @@ class AlexNet(keras.Model):
         self.dropout_rate = dropout_rate
         self.init = init
         self.tower_impl = tower_impl
+        self.lrn_convention = lrn_convention
         # Kept as immutable values: Keras wraps list/dict attributes in trackers that
         # point back at the model, so copying one would copy the whole model.
         self._class_wnids = tuple(class_wnids) if class_wnids is not None else None
@@ -209,6 +218,7 @@ class AlexNet(keras.Model):
             "dropout_rate": self.dropout_rate,
             "init": self.init,
             "tower_impl": self.tower_impl,
+            "lrn_convention": self.lrn_convention,
             "class_wnids": self.class_wnids,
             "preprocessing": self.preprocessing,
             "seed": self.seed,
@@ -238,18 +248,18 @@ def _pool(x, name):
     return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
 
 
-def _features_2012(x, init, tower_impl):
+def _features_2012(x, init, tower_impl, lrn):
     x = _conv(x, 96, 11, "conv1", init, strides=4, padding="valid")
-    x = _pool(LocalResponseNormalization(groups=2, name="lrn1")(x), "pool1")
+    x = _pool(LocalResponseNormalization(groups=2, convention=lrn, name="lrn1")(x), "pool1")
     x = _conv(x, 256, 5, "conv2", init, groups=2, tower_impl=tower_impl)
-    x = _pool(LocalResponseNormalization(groups=2, name="lrn2")(x), "pool2")
+    x = _pool(LocalResponseNormalization(groups=2, convention=lrn, name="lrn2")(x), "pool2")
     x = _conv(x, 384, 3, "conv3", init)
     x = _conv(x, 384, 3, "conv4", init, groups=2, tower_impl=tower_impl)
     x = _conv(x, 256, 3, "conv5", init, groups=2, tower_impl=tower_impl)
     return _pool(x, "pool5")
 
 
-def _features_owt(x, init, tower_impl):
+def _features_owt(x, init):
     x = keras.layers.ZeroPadding2D(2, name="pad1")(x)
     x = _pool(_conv(x, 64, 11, "conv1", init, strides=4, padding="valid"), "pool1")
     x = _pool(_conv(x, 192, 5, "conv2", init), "pool2")

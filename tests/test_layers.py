@@ -125,3 +125,51 @@ def test_grouped_conv_matches_torch_groups():
         conv.bias.copy_(torch.from_numpy(layer.bias.numpy()))
         ref = conv(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+# --- the two LRN conventions (issue 14) --------------------------------------
+def _lrn_by_hand(x, k, alpha, beta, radius):
+    """Loops over channels: the centred window, clipped at the edges, in float64."""
+    x = np.asarray(x, "float64")
+    out = np.empty_like(x)
+    channels = x.shape[-1]
+    for c in range(channels):
+        lo, hi = max(0, c - radius), min(channels, c + radius + 1)
+        out[..., c] = x[..., c] / (k + alpha * np.sum(x[..., lo:hi] ** 2, axis=-1)) ** beta
+    return out
+
+
+@pytest.mark.parametrize("convention, alpha_per_square", [("paper", 1e-4), ("cuda-convnet", 1e-4 / 5)])
+def test_lrn_conventions_against_hand_computed(convention, alpha_per_square):
+    x = np.random.default_rng(5).normal(size=(2, 3, 3, 16)).astype("float32") * 60.0
+    ours = LocalResponseNormalization(**PAPER, convention=convention)(x)
+    np.testing.assert_allclose(ours, _lrn_by_hand(x, 2.0, alpha_per_square, 0.75, 2), rtol=2e-5)
+
+
+def test_lrn_one_hand_value_per_convention():
+    # One channel set to 10 among zeros: the sum is 100 at it and its neighbours.
+    x = np.zeros((1, 1, 1, 8), "float32")
+    x[..., 3] = 10.0
+    paper = LocalResponseNormalization(**PAPER, convention="paper")(x)[0, 0, 0, 3]
+    cc = LocalResponseNormalization(**PAPER, convention="cuda-convnet")(x)[0, 0, 0, 3]
+    assert float(paper) == pytest.approx(10.0 / (2.0 + 1e-4 * 100) ** 0.75, rel=1e-6)
+    assert float(cc) == pytest.approx(10.0 / (2.0 + 2e-5 * 100) ** 0.75, rel=1e-6)
+
+
+def test_lrn_cuda_convnet_matches_torch_lrn_per_tower():
+    torch = require_torch()
+    x = np.random.default_rng(6).normal(size=(2, 6, 6, 96)).astype("float32") * 40.0
+    ours = LocalResponseNormalization(**PAPER, groups=2, convention="cuda-convnet")(x)
+    lrn = torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+    halves = []
+    for h in (x[..., :48], x[..., 48:]):
+        t = torch.from_numpy(np.ascontiguousarray(h.transpose(0, 3, 1, 2)))
+        halves.append(lrn(t).numpy().transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(ours, np.concatenate(halves, -1), rtol=1e-5, atol=1e-6)
+
+
+def test_lrn_convention_round_trips_and_rejects_unknown():
+    layer = LocalResponseNormalization(convention="cuda-convnet")
+    assert LocalResponseNormalization.from_config(layer.get_config()).convention == "cuda-convnet"
+    with pytest.raises(ValueError, match="convention"):
+        LocalResponseNormalization(convention="caffe")

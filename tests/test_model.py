@@ -181,3 +181,14 @@ def test_builds_trains_and_saves_on_jax(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "jax ok" in result.stdout
+
+
+def test_lrn_convention_reaches_both_lrn_layers_and_survives_saving(tmp_path):
+    model = AlexNet(lrn_convention="cuda-convnet", classes=10)
+    assert AlexNet(classes=10).get_layer("lrn1").convention == "paper"  # the documented default
+    path = tmp_path / "cc.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert [loaded.get_layer(n).convention for n in ("lrn1", "lrn2")] == ["cuda-convnet"] * 2
+    x = np.random.default_rng(0).normal(size=(1, 227, 227, 3)).astype("float32") * 50
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-5, atol=1e-7)
