@@ -29,6 +29,7 @@ import math
 import os
 import pathlib
 import pickle
+import zipfile
 
 import keras
 import numpy as np
@@ -61,7 +62,10 @@ TORCHVISION_DROPOUT = ("inverted", 0.5)  # torchvision's nn.Dropout(p=0.5)
 # The Dense layers that read a dropout layer's output.
 _AFTER_DROPOUT = {"owt": ("fc6", "fc7"), "2012": ("fc7", "fc8")}
 _PARAMS = ("kernel", "bias")
+_META = ("meta/variant", "meta/dropout", "meta/dropout_rate", "meta/class_wnids")  # what export_npz records
 FORMATS = (".pth", ".npz", ".weights.h5", ".keras")
+# torch.save writes a zip archive; its legacy format is a binary pickle (protocol 2+ starts with PROTO, 0x80).
+_PICKLE_PROTO = b"\x80"
 
 
 def load_torchvision_state_dict(path):
@@ -76,6 +80,11 @@ def load_torchvision_state_dict(path):
     (64, 3, 11, 11)
     """
     path = _existing(path)
+    if not zipfile.is_zipfile(path) and not _starts_with(path, _PICKLE_PROTO):
+        raise UserError(
+            f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive (or a binary pickle), "
+            "and this file is neither"
+        )
     try:
         import torch
     except ImportError:
@@ -93,11 +102,13 @@ def load_torchvision_state_dict(path):
                 "only plain state dicts are loaded (save model.state_dict())"
             ) from None
         raise UserError(f"{path} is not a PyTorch weights file ({_first_line(e)})") from None
-    except (RuntimeError, EOFError, OSError) as e:
+    except Exception as e:  # a damaged file fails inside torch's reader with many exception types
         raise UserError(f"{path} is not a PyTorch weights file ({_first_line(e)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} is not a state dict of tensors (save model.state_dict())")
-    return {key: value.detach().cpu().numpy() for key, value in state.items()}
+    arrays = {str(key): value.detach().cpu().numpy() for key, value in state.items()}
+    _check_finite(arrays, path)
+    return arrays
 
 
 def torchvision_to_keras(state_dict):
@@ -239,11 +250,11 @@ def load_model(path):
     Example:
     >>> model = load_model("alexnet_owt.keras")  # doctest: +SKIP
     """
-    from .model import AlexNet
-
     path = _existing(path)
     kind = _format(path)
     if kind == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"cannot load {path}: not a valid .keras file (a .keras model is a zip archive; this one is not)")
         try:
             # safe_mode: a .keras file cannot smuggle in lambdas or other code.
             return keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -252,7 +263,9 @@ def load_model(path):
     if kind == ".pth":
         layers = torchvision_to_keras(load_torchvision_state_dict(path))
         classes = layers["fc8"][1].shape[0]
-        model = AlexNet("owt", classes=classes, class_wnids=_torchvision_wnids(classes))
+        if classes < 1:
+            raise UserError(f"{path.name} has {classes} classes in its last layer (classifier.6): nothing to predict")
+        model = _build(path, "owt", classes=classes, class_wnids=_torchvision_wnids(classes))
         _assign(model, layers, path.name, TORCHVISION_DROPOUT)
         return model
     if kind == ".npz":
@@ -261,10 +274,14 @@ def load_model(path):
             raise UserError(f"{path.name} does not say which AlexNet variant it holds (write it with export_npz)")
         dropout, rate = meta.get("dropout", (None, 0.5))
         top = "fc8" in layers
-        model = AlexNet(
+        classes = int(np.shape(layers["fc8"][1])[0]) if top and np.ndim(layers["fc8"][1]) == 1 else 1000
+        if classes < 1:
+            raise UserError(f"{path.name} has {classes} classes in fc8: nothing to predict")
+        model = _build(
+            path,
             meta["variant"],
             include_top=top,
-            classes=layers["fc8"][1].shape[0] if top else 1000,
+            classes=classes,
             dropout=dropout,
             dropout_rate=rate,
             class_wnids=meta.get("class_wnids"),
@@ -272,6 +289,16 @@ def load_model(path):
         _assign(model, layers, path.name, meta.get("dropout"))
         return model
     raise UserError(f"{path.name} holds weights but no architecture: pass a .keras, .pth or .npz file")
+
+
+def _build(path, variant, **kwargs):
+    """`AlexNet(variant, **kwargs)` from a file's description; a description it rejects is the file's fault."""
+    from .model import AlexNet
+
+    try:
+        return AlexNet(variant, **kwargs)
+    except ValueError as e:
+        raise UserError(f"{path.name} does not describe an AlexNet this package builds: {_first_line(e)}") from None
 
 
 def export_npz(model, path):
@@ -314,19 +341,39 @@ def convert(src, dst):
     Example:
     >>> convert("~/.cache/torch/hub/checkpoints/alexnet-owt-7be5be79.pth", "alexnet_owt.keras")  # doctest: +SKIP
     """
+    from .model import AlexNet
+
     dst = pathlib.Path(dst).expanduser()
     kind = _format(dst)
     if kind == ".pth":
         raise UserError("converting to .pth is not supported: choose .keras, .weights.h5 or .npz")
     if not dst.parent.is_dir():
         raise UserError(f"directory not found: {dst.parent}")
+    if dst.is_dir():
+        raise UserError(f"{dst} is a directory: give a file name such as {dst / ('alexnet' + kind)}")
     model = load_model(src)
-    if kind == ".keras":
-        model.save(dst)
-    elif kind == ".weights.h5":
-        model.save_weights(dst)
-    else:
-        export_npz(model, dst)
+    if not isinstance(model, AlexNet):
+        raise UserError(
+            f"{src} holds a {type(model).__name__}, not an AlexNet: convert reads torchvision .pth files "
+            "and AlexNet .npz/.keras files"
+        )
+    bad = [w.path for w in model.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()]
+    if bad:
+        raise UserError(f"refusing to convert {src}: its weights are not finite (NaN or inf) in {bad[0]}")
+    # Written under a temporary name first, so a failed write never leaves a partial dst.
+    tmp = dst.with_name(f".{dst.name[: -len(kind)]}.tmp{os.getpid()}{kind}")
+    try:
+        if kind == ".keras":
+            model.save(tmp)
+        elif kind == ".weights.h5":
+            model.save_weights(tmp)
+        else:
+            export_npz(model, tmp)
+        os.replace(tmp, dst)
+    except OSError as e:
+        raise UserError(f"cannot write {dst}: {e.strerror or _first_line(e)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return model
 
 
@@ -396,19 +443,42 @@ def _dropout_of(model):
 
 
 def _read_npz(path):
-    """`({layer: [kernel, bias]}, meta)` from an `export_npz` file; never unpickles."""
+    """`({layer: [kernel, bias]}, meta)` from an `export_npz` file; never unpickles.
+
+    The meta entries are checked here (types and values), and every array must be finite.
+    """
+    from .layers import AlexNetDropout
+    from .model import VARIANTS
+
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not an .npz file (an .npz is a zip archive of arrays; this file is not)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError) as e:
+    except Exception as e:  # zip, zlib and numpy format errors; EOFError would become click's "aborted"
         raise UserError(f"{path} is not a readable .npz file ({_first_line(e)})") from None
     meta = {}
     if "meta/variant" in arrays:
-        meta["variant"] = str(arrays.pop("meta/variant"))
+        meta["variant"] = _meta_text(arrays.pop("meta/variant"), "meta/variant", path, choices=VARIANTS)
     if "meta/dropout" in arrays:
-        meta["dropout"] = (str(arrays.pop("meta/dropout")), float(arrays.pop("meta/dropout_rate")))
+        mode = _meta_text(arrays.pop("meta/dropout"), "meta/dropout", path, choices=AlexNetDropout.MODES)
+        if "meta/dropout_rate" not in arrays:
+            raise UserError(f"{path.name}: meta/dropout has no meta/dropout_rate beside it (write it with export_npz)")
+        rate = arrays.pop("meta/dropout_rate")
+        if rate.ndim != 0 or rate.dtype.kind not in "fiu" or not 0.0 <= float(rate) < 1.0:
+            raise UserError(f"{path.name}: meta/dropout_rate must be one number in [0, 1), got {rate.tolist()!r}")
+        meta["dropout"] = (mode, float(rate))
+    elif "meta/dropout_rate" in arrays:
+        raise UserError(f"{path.name}: meta/dropout_rate without meta/dropout (write it with export_npz)")
     if "meta/class_wnids" in arrays:
-        meta["class_wnids"] = [str(w) for w in arrays.pop("meta/class_wnids")]
+        wnids = arrays.pop("meta/class_wnids")
+        if wnids.ndim != 1 or wnids.dtype.kind != "U":
+            raise UserError(f"{path.name}: meta/class_wnids must be a list of strings, got {wnids.dtype} {wnids.shape}")
+        meta["class_wnids"] = [str(w) for w in wnids]
+    unknown = sorted(key for key in arrays if key.startswith("meta/"))
+    if unknown:
+        raise UserError(f"{path.name}: unknown metadata {', '.join(unknown)} (expected {', '.join(_META)})")
+    _check_finite(arrays, path)
     layers = {}
     for key in arrays:
         name, _, param = key.rpartition("/")
@@ -422,6 +492,28 @@ def _read_npz(path):
     return layers, meta
 
 
+def _meta_text(value, key, path, choices):
+    """A one-string meta entry, checked against `choices`."""
+    if value.ndim != 0 or value.dtype.kind != "U" or str(value) not in choices:
+        raise UserError(f"{path.name}: {key} must be one of {', '.join(choices)}, got {value.tolist()!r}")
+    return str(value)
+
+
+def _check_finite(arrays, path):
+    """`UserError` naming the first array with a NaN or inf: such weights are never loaded or written."""
+    for key, value in arrays.items():
+        if np.asarray(value).dtype.kind in "fc" and not np.isfinite(value).all():
+            raise UserError(
+                f"{path} holds non-finite weights (NaN or inf) in {key}; they cannot be used "
+                "(a diverged training run?): use an earlier checkpoint"
+            )
+
+
+def _starts_with(path, prefix):
+    with open(path, "rb") as f:
+        return f.read(len(prefix)) == prefix
+
+
 def _format(path):
     name = pathlib.Path(path).name.lower()
     for suffix in FORMATS:
@@ -432,6 +524,8 @@ def _format(path):
 
 def _existing(path):
     path = pathlib.Path(os.fspath(path)).expanduser()
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a weights or model file")
     if not path.is_file():
         raise UserError(f"file not found: {path}")
     return path

@@ -99,18 +99,28 @@ def predict(images, model=None, weights=None, top=5):
     if not paths:
         raise UserError("no images given")
     for path in paths:
+        if pathlib.Path(path).is_dir():
+            raise UserError(f"{path} is a directory, not an image file")
         if not pathlib.Path(path).is_file():
             raise UserError(f"image not found: {path}")
     source = model if model is not None else weights
     model = load_model(source) if isinstance(source, (str, os.PathLike)) else source
     spec = getattr(model, "preprocessing", None)
     if spec is None:
-        raise UserError("the model has no preprocessing spec; use an AlexNet model")
+        what = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the model"
+        raise UserError(f"{what} has no preprocessing spec, so it is not an AlexNet of this package; use one")
     batch = np.stack([np.asarray(data.load_image(path, spec)) for path in paths])
     expected = tuple(model.input_shape[1:3])
     if None not in expected and batch.shape[1:3] != expected:
         raise UserError(f"preprocessing gives {batch.shape[1:3]} images but the model takes {expected}")
     outputs = np.asarray(model.predict(batch, batch_size=32, verbose=0), np.float64)
+    broken = [path for path, row in zip(paths, outputs, strict=True) if not np.isfinite(row).all()]
+    if broken:
+        what = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the model"
+        raise UserError(
+            f"{what} gave non-finite outputs (NaN or inf) for {len(broken)} of {len(paths)} image(s), e.g. "
+            f"{broken[0]}; its weights are probably NaN or inf (a diverged run): use an earlier checkpoint"
+        )
     if getattr(model, "classifier_activation", "softmax") is None:  # logits -> probabilities
         outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
         outputs /= outputs.sum(axis=1, keepdims=True)

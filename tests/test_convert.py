@@ -297,3 +297,123 @@ def test_real_pretrained_weights(imagenet_samples):
         ref = reference(torch.from_numpy(x)).numpy()
     model = AlexNet("owt", weights=path, classifier_activation=None)
     check_parity(model.predict(nhwc(x), verbose=0), ref)
+
+
+# --- damaged, foreign and non-finite files (issue 13) ------------------------------------------------
+def test_both_torch_save_formats_still_load(tmp_path):
+    """The check that a .pth is a zip or a binary pickle lets torch's zip and legacy formats through."""
+    torch = require_torch()
+    from badinputs_eval import tiny_state_dict
+
+    state = tiny_state_dict(classes=3, fill=0.5)
+    torch.save(state, tmp_path / "zip.pth")
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    for name in ("zip.pth", "legacy.pth"):
+        loaded = convert.load_torchvision_state_dict(tmp_path / name)
+        assert set(loaded) == set(state)
+        np.testing.assert_array_equal(loaded["classifier.6.weight"], state["classifier.6.weight"].numpy())
+
+
+@pytest.mark.parametrize("content", [b"hello world\n", b"# my notes\nlearning rate 0.01\n", b"", b"{\"a\": 1}"])
+def test_a_text_pth_is_not_a_checkpoint_not_code(tmp_path, content):
+    path = tmp_path / "notes.pth"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match="is not a PyTorch checkpoint") as info:
+        convert.load_torchvision_state_dict(path)
+    assert "code" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_pth_is_refused_and_nothing_written(tmp_path, bad):
+    torch = require_torch()
+    from badinputs_eval import tiny_state_dict
+
+    state = tiny_state_dict()
+    state["features.3.bias"] = torch.tensor([bad])
+    torch.save(state, tmp_path / "diverged.pth")
+    with pytest.raises(UserError, match=r"non-finite weights \(NaN or inf\) in features\.3\.bias"):
+        convert.convert(tmp_path / "diverged.pth", tmp_path / "out.keras")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pth"]
+
+
+def test_zero_class_pth_is_refused(tmp_path):
+    torch = require_torch()
+    from badinputs_eval import tiny_state_dict
+
+    torch.save(tiny_state_dict(classes=0), tmp_path / "empty_head.pth")
+    with pytest.raises(UserError, match="empty_head.pth has 0 classes"):
+        convert.load_model(tmp_path / "empty_head.pth")
+
+
+CONV1 = {"conv1/kernel": np.zeros((1, 1, 1, 1), np.float32), "conv1/bias": np.zeros(1, np.float32)}
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ({**CONV1}, "does not say which AlexNet variant"),
+        ({"meta/variant": "bogus", **CONV1}, "meta/variant must be one of 2012, owt, got 'bogus'"),
+        ({"meta/variant": [["owt"]], **CONV1}, r"meta/variant must be one of 2012, owt, got \[\['owt'\]\]"),
+        ({"meta/variant": 2012, **CONV1}, "meta/variant must be one of"),
+        ({"meta/variant": "owt", "meta/dropout": "paper", **CONV1}, "no meta/dropout_rate"),
+        ({"meta/variant": "owt", "meta/dropout": "paper", "meta/dropout_rate": "x", **CONV1},
+         "meta/dropout_rate must be one number in"),
+        ({"meta/variant": "owt", "meta/dropout": "paper", "meta/dropout_rate": 1.5, **CONV1},
+         "meta/dropout_rate must be one number in"),
+        ({"meta/variant": "owt", "meta/dropout_rate": 0.5, **CONV1}, "meta/dropout_rate without meta/dropout"),
+        ({"meta/variant": "owt", "meta/dropout": "bogus", "meta/dropout_rate": 0.5, **CONV1},
+         "meta/dropout must be one of paper, inverted"),
+        ({"meta/variant": "owt", "meta/class_wnids": [1, 2], **CONV1}, "meta/class_wnids must be a list of strings"),
+        ({"meta/variant": "owt", "meta/class_wnids": ["n01440764"], "fc8/kernel": np.zeros((4096, 3)),
+          "fc8/bias": np.zeros(3)}, "does not describe an AlexNet this package builds: 1 class_wnids given for 3"),
+        ({"meta/variant": "owt", "fc8/kernel": np.zeros((4096, 0)), "fc8/bias": np.zeros(0)}, "0 classes"),
+        ({"meta/variant": "owt", "meta/colour": "red", **CONV1}, "unknown metadata meta/colour"),
+        ({"meta/variant": "owt", "conv1/kernel": np.full(1, np.nan), "conv1/bias": np.zeros(1)},
+         r"non-finite weights \(NaN or inf\) in conv1/kernel"),
+    ],
+)
+def test_npz_metadata_is_checked(tmp_path, entries, message):
+    path = tmp_path / "w.npz"
+    with open(path, "wb") as f:
+        np.savez(f, **{key: np.asarray(value) for key, value in entries.items()})
+    with pytest.raises(UserError, match=message):
+        convert.load_model(path)
+
+
+def test_not_an_npz(tmp_path):
+    for content in (b"", b"hello world\n"):
+        (tmp_path / "w.npz").write_bytes(content)
+        with pytest.raises(UserError, match=r"w\.npz is not an \.npz file"):
+            convert.load_model(tmp_path / "w.npz")
+    np.save(tmp_path / "plain.npy", np.zeros(3))  # an .npy under an .npz name
+    (tmp_path / "plain.npy").rename(tmp_path / "plain.npz")
+    with pytest.raises(UserError, match="is not an .npz file"):
+        convert.load_model(tmp_path / "plain.npz")
+
+
+def test_convert_refuses_foreign_and_nan_keras_and_folders(tmp_path):
+    import keras
+
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(tmp_path / "vector.keras")
+    with pytest.raises(UserError, match="holds a Sequential, not an AlexNet"):
+        convert.convert(tmp_path / "vector.keras", tmp_path / "vector.npz")
+    features = AlexNet("owt", include_top=False)  # conv layers only: a small .keras file
+    conv3 = features.get_layer("conv3")
+    conv3.set_weights([conv3.get_weights()[0], np.full(384, np.nan, np.float32)])
+    features.save(tmp_path / "diverged.keras")
+    with pytest.raises(UserError, match="refusing to convert .*diverged.keras: its weights are not finite"):
+        convert.convert(tmp_path / "diverged.keras", tmp_path / "diverged.npz")
+    (tmp_path / "text.keras").write_text("hello world\n")
+    with pytest.raises(UserError, match="not a valid .keras file"):
+        convert.load_model(tmp_path / "text.keras")
+    (tmp_path / "folder.keras").mkdir()
+    with pytest.raises(UserError, match="is a directory"):
+        convert.load_model(tmp_path / "folder.keras")
+    with pytest.raises(UserError, match="is a directory"):
+        convert.convert(tmp_path / "vector.keras", tmp_path / "folder.keras")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.keras", "folder.keras", "text.keras",
+                                                          "vector.keras"]
+
+
+def test_convert_leaves_no_temporary_files(converted):
+    assert sorted(p.name for p in converted.iterdir()) == ["owt.keras", "owt.npz", "owt.weights.h5"]

@@ -192,3 +192,33 @@ def test_preprocessing_and_top1_match_torchvision(imagenet_samples, tmp_path, co
     assert len(set(top1_torch)) >= len(files) // 4  # agreement is not trivially high
     assert diff.max() <= PREP_MAX and diff.mean() <= PREP_MEAN
     assert agree >= 0.99
+
+
+# --- broken models and misleading messages (issue 13) ------------------------------------------------
+def test_predict_refuses_non_finite_outputs(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 30, 3), 128, np.uint8)).save(tmp_path / "grey.png")
+    model = AlexNet("owt")  # torchvision preprocessing, 1000 classes
+    fc8 = model.get_layer("fc8")
+    fc8.set_weights([fc8.get_weights()[0], np.full(1000, np.nan, np.float32)])
+    with pytest.raises(UserError, match=r"the model gave non-finite outputs \(NaN or inf\) for 1 of 1 image\(s\)"):
+        predict(str(tmp_path / "grey.png"), model=model)
+
+
+def test_predict_names_what_is_wrong_with_a_model_file(tmp_path, capsys):
+    from PIL import Image
+
+    image = tmp_path / "grey.png"
+    Image.fromarray(np.full((40, 30, 3), 128, np.uint8)).save(image)
+    (tmp_path / "text.keras").write_text("hello world\n")
+    (tmp_path / "folder.keras").mkdir()
+    cases = {
+        "not a valid .keras file": ["--model", str(tmp_path / "text.keras")],
+        "folder.keras is a directory": ["--model", str(tmp_path / "folder.keras")],
+    }
+    for message, args in cases.items():
+        code, _, err = cli_run(["predict", str(image), *args], capsys)
+        assert code == 2 and err.count("\n") == 1 and message in err and "File not found" not in err, err
+    code, _, err = cli_run(["predict", str(tmp_path), "--model", str(tmp_path / "text.keras")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "is a directory, not an image file" in err, err

@@ -75,3 +75,43 @@ def test_weights_h5_has_no_architecture(tmp_path):
     AlexNet("owt").save_weights(tmp_path / "w.weights.h5")
     with pytest.raises(UserError, match="no architecture"):
         plot_filters(tmp_path / "w.weights.h5")
+
+
+def test_out_is_written_under_the_name_given(tmp_path, capsys):
+    convert.export_npz(AlexNet("owt", include_top=False), tmp_path / "features.npz")
+    out = tmp_path / "out"  # no extension: a PNG at exactly this path, and that path reported
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["show", "filters", "--model", str(tmp_path / "features.npz"), "--out", str(out)])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"wrote {out} (64 kernels)\n"
+    check_png(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.npz", "out"]
+    plot_filters(AlexNet("owt", include_top=False), tmp_path / "fig.svg")
+    assert (tmp_path / "fig.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_a_bad_out_is_refused_before_the_model_is_read(tmp_path, capsys):
+    missing = str(tmp_path / "missing.npz")  # were the model read first, the error would name it
+    for out, message in [
+        (tmp_path / "fig3.xyz", ".xyz is not an image format"),
+        (tmp_path, "is a directory"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["show", "filters", "--model", missing, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_conv1_must_be_a_finite_rgb_convolution():
+    import keras
+
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="conv1")])
+    with pytest.raises(UserError, match="not a convolution of RGB images"):
+        conv1_kernels(dense)
+    model = AlexNet("owt", include_top=False)
+    kernel = np.asarray(model.get_layer("conv1").kernel).copy()
+    kernel[0, 0, 0, 0] = np.nan
+    model.get_layer("conv1").kernel.assign(kernel)
+    with pytest.raises(UserError, match="not finite"):
+        conv1_kernels(model)
