@@ -13,16 +13,25 @@ the centre crop (or, with `crop=False`, the whole 256x256 for ten-crop testing).
 
 Folder images that do not decode are skipped and counted, never crash a run:
 `load` decodes every file once up front (about 3 s for imagenette's 12.6k files
-on 2 cores) and caches the answer in ~/.cache/alexnet_keras.
+on 2 cores) and caches the answer in ~/.cache/alexnet_keras. Before any image
+is decoded its header is checked against the limits below (file bytes, pixels,
+aspect ratio), so a decompression bomb or a 6000x1 strip is skipped and counted
+(or, for one image, refused in one line) without costing gigabytes. Dangling
+symlinks, symlink loops and file names that are not UTF-8 are skipped and
+counted too.
 """
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
+import io
 import json
 import logging
 import os
 import pathlib
 import re
+import sys
 import warnings
 
 import numpy as np
@@ -47,6 +56,30 @@ PCA_EIGVEC = (
     (-0.5836, -0.6948, 0.4203),
 )
 PCA_ALPHA_STD = 0.1  # alpha_i ~ N(0, 0.1), once per image [P §4.1]
+
+# --- limits on one input image: every file is checked against these from its
+# size and header before it is read whole or decoded, so that no single file can
+# cost more than a bounded amount of memory.
+MAX_IMAGE_BYTES = 256 * 2**20  # the file is read whole before decoding
+# Decoded pixels: PIL's decompression-bomb threshold (Image.MAX_IMAGE_PIXELS); 268 MB as uint8 RGB.
+MAX_IMAGE_PIXELS = 89_478_485
+# Long side / short side. The short side is resized to 256 first, so a resized image
+# holds at most 256 x 12800 float RGB pixels (39 MB); a 6000x1 strip would take 4.7 GB.
+MAX_ASPECT_RATIO = 50
+LIMITS_TEXT = f"at most {MAX_IMAGE_PIXELS:,} pixels, an aspect ratio of {MAX_ASPECT_RATIO}:1 and {MAX_IMAGE_BYTES >> 20} MiB"
+
+# Why a data-folder entry was skipped (the keys of `DataInfo.skip_reasons`).
+SKIP_UNDECODABLE = "undecodable"
+SKIP_NOT_JPEG_PNG = "not JPEG or PNG inside"
+SKIP_LIMITS = "beyond the image limits"
+SKIP_NON_UTF8 = "non-UTF-8 name"
+SKIP_DANGLING = "dangling symlink"
+SKIP_LOOP = "symlink loop"
+SKIP_UNREADABLE = "unreadable"
+
+# Validation files are put in one fixed pseudo-random order (the same in every run,
+# whatever --seed), so that the first --validation-steps batches mix the classes.
+VAL_ORDER_SEED = 2012
 
 
 # --- single images -----------------------------------------------------------
@@ -120,18 +153,129 @@ def eval_transform(image, spec, crop=True):
     return normalize(center_crop(resized, spec["input_size"] if crop else spec["resize"]), spec)
 
 
-def load_image(path, spec, crop=True):
-    """Reads, decodes and `eval_transform`s one image file; `UserError` if it cannot."""
+def within_limits(height, width):
+    """True if a `height` x `width` image is within `MAX_IMAGE_PIXELS` and `MAX_ASPECT_RATIO`.
+
+    One definition for Python ints (single images) and int64 tensors (tf.data pipelines).
+    """
+    return (
+        (height >= 1) & (width >= 1) & (height * width <= MAX_IMAGE_PIXELS)
+        & (height <= MAX_ASPECT_RATIO * width) & (width <= MAX_ASPECT_RATIO * height)
+    )
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(contents):
+    return tf.equal(tf.strings.substr(contents, 0, len(_PNG_SIGNATURE)), _PNG_SIGNATURE)
+
+
+def _png_shape(contents):
+    """(height, width) from a PNG's IHDR chunk, which must come first: big-endian uint32s at bytes 16 and 20."""
+    is_ihdr = tf.equal(tf.strings.substr(contents, 12, 4), b"IHDR")
+    with tf.control_dependencies([tf.debugging.Assert(is_ihdr, ["PNG without a leading IHDR chunk"])]):
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 16, 8), tf.uint8), tf.int64)
+    width = ((raw[0] * 256 + raw[1]) * 256 + raw[2]) * 256 + raw[3]
+    height = ((raw[4] * 256 + raw[5]) * 256 + raw[6]) * 256 + raw[7]
+    return height, width
+
+
+def header_shape(contents):
+    """(height, width, supported) of encoded image bytes, read from the header without decoding.
+
+    `supported` is False (and the shape -1) for anything but JPEG and PNG, the
+    formats the data pipelines take. A corrupt header raises `InvalidArgumentError`.
+    """
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(contents), tf.int64)
+        return shape[0], shape[1], tf.constant(True)
+
+    def png():
+        height, width = _png_shape(contents)
+        return height, width, tf.constant(True)
+
+    def other():
+        return tf.constant(-1, tf.int64), tf.constant(-1, tf.int64), tf.constant(False)
+
+    return tf.cond(tf.io.is_jpeg(contents), jpeg, lambda: tf.cond(_is_png(contents), png, other))
+
+
+def decode_checked(contents):
+    """`decode_image` for JPEG or PNG bytes whose header is within the limits; raises otherwise.
+
+    The check runs before the decoder, so a decompression bomb never allocates its pixels.
+    """
+    height, width, supported = header_shape(contents)
+    ok = supported & within_limits(height, width)
+    check = tf.debugging.Assert(ok, ["image not JPEG/PNG or beyond the limits:", height, width])
+    with tf.control_dependencies([check]):
+        return decode_image(tf.identity(contents))
+
+
+def _limits_error(path, height, width):
+    return UserError(
+        f"image {path} is {width}x{height} pixels, beyond the limits ({LIMITS_TEXT}); "
+        "it was not decoded: crop or resize it first"
+    )
+
+
+def _pil_first_frame(path, contents):
+    """GIF and BMP through PIL, header checked first; only the first frame is decoded.
+
+    (TF's GIF decoder reads every frame of an animation before returning the first.)
+    """
+    from PIL import Image
+
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits apply below
+            image = Image.open(io.BytesIO(contents))
+        if image.format not in ("GIF", "BMP"):
+            raise UserError(f"not a decodable image (JPEG, PNG, GIF or BMP): {path}")
+        width, height = image.size
+        if not within_limits(height, width):
+            raise _limits_error(path, height, width)
+        return np.asarray(image.convert("RGB"))
+    except UserError:
+        raise
+    except Image.DecompressionBombError:
+        raise UserError(f"image {path} declares over {2 * MAX_IMAGE_PIXELS:,} pixels; it was not decoded") from None
+    except (OSError, ValueError, SyntaxError, EOFError):
+        raise UserError(f"not a decodable image: {path}") from None
+
+
+def read_image(path):
+    """Reads and decodes one image file to uint8 RGB, after checking it against the limits.
+
+    Raises `UserError` naming the file if it cannot be read, is not an image or is
+    beyond the limits (`MAX_IMAGE_BYTES`, `MAX_IMAGE_PIXELS`, `MAX_ASPECT_RATIO`).
+    """
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_IMAGE_BYTES:
+            raise UserError(f"image {path} is {size:,} bytes, over the {MAX_IMAGE_BYTES >> 20} MiB limit; not read")
         with open(path, "rb") as f:
             contents = f.read()
     except OSError as e:
         raise UserError(f"cannot read image {path}: {e.strerror}") from None
+    if not (contents.startswith(b"\xff\xd8\xff") or contents.startswith(_PNG_SIGNATURE)):
+        return _pil_first_frame(path, contents)
     try:
-        image = decode_image(contents)
+        height, width, _ = (int(v) for v in header_shape(contents))
     except tf.errors.OpError:
         raise UserError(f"not a decodable image: {path}") from None
-    return eval_transform(image, spec, crop=crop)
+    if not within_limits(height, width):
+        raise _limits_error(path, height, width)
+    try:
+        return decode_image(contents)
+    except tf.errors.OpError:
+        raise UserError(f"not a decodable image: {path}") from None
+
+
+def load_image(path, spec, crop=True):
+    """Reads, checks, decodes and `eval_transform`s one image file; `UserError` if it cannot."""
+    return eval_transform(read_image(path), spec, crop=crop)
 
 
 # --- training augmentation ---------------------------------------------------
@@ -188,6 +332,8 @@ class DataInfo:
     batch_size: int
     skipped: int = 0
     skipped_paths: list = dataclasses.field(default_factory=list, repr=False)
+    skip_reasons: dict = dataclasses.field(default_factory=dict)  # reason (SKIP_*) -> files
+    empty_classes: dict = dataclasses.field(default_factory=dict)  # split -> classes with no images
 
     @property
     def synthetic(self):
@@ -207,7 +353,10 @@ class DataInfo:
             parts.append(f"{self.val_examples} val")
         parts.append(f"{self.input_size}x{self.input_size}")
         if self.skipped:
-            parts.append(f"{self.skipped} undecodable files skipped")
+            reasons = ", ".join(f"{n} {reason}" for reason, n in self.skip_reasons.items())
+            parts.append(f"{self.skipped} files skipped ({reasons})" if reasons else f"{self.skipped} files skipped")
+        for split, names in self.empty_classes.items():
+            parts.append(f"{len(names)} classes without {split} images")
         what = {
             "synthetic": "synthetic data (generated, not real images)",
             "folder": f"image folder {self.name}",
@@ -220,8 +369,15 @@ def _wnids(names):
     return list(names) if names and all(re.fullmatch(r"n\d{8}", n) for n in names) else None
 
 
-def _info(name, kind, class_names, train_examples, val_examples, spec, batch_size, skipped=()):
-    """The one place a `DataInfo` is assembled, whatever the source."""
+def _info(name, kind, class_names, train_examples, val_examples, spec, batch_size, skipped=None, empty=None):
+    """The one place a `DataInfo` is assembled, whatever the source.
+
+    `skipped` maps skipped paths to their reason; `empty` maps a split to its classes without images.
+    """
+    skipped = skipped or {}
+    reasons = {}
+    for reason in skipped.values():
+        reasons[reason] = reasons.get(reason, 0) + 1
     return DataInfo(
         name=name,
         kind=kind,
@@ -233,7 +389,9 @@ def _info(name, kind, class_names, train_examples, val_examples, spec, batch_siz
         input_size=spec["input_size"],
         batch_size=batch_size,
         skipped=len(skipped),
-        skipped_paths=list(skipped),
+        skipped_paths=sorted(skipped),
+        skip_reasons=reasons,
+        empty_classes={split: list(names) for split, names in (empty or {}).items() if names},
     )
 
 
@@ -285,86 +443,198 @@ def _synthetic_info(classes, train_examples, val_examples, spec, batch_size):
 
 
 # --- image folders -----------------------------------------------------------
-def _class_dirs(root):
-    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+def _display(path):
+    """A path that prints whatever its bytes: non-UTF-8 bytes show as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _list_images(root, classes, name_filter=None):
-    """(paths, labels) of the images in `root/<class>/`, labels by `classes` order."""
+def _is_utf8(name):
+    try:
+        name.encode("utf-8")  # os.scandir keeps undecodable bytes as lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _entry_kind(entry):
+    """"dir", "file", None (something else: ignored) or a SKIP_* reason; never raises."""
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+    except OSError as e:  # is_dir()/is_file() follow symlinks: a loop raises ELOOP
+        return SKIP_LOOP if e.errno == errno.ELOOP else SKIP_UNREADABLE
+    return SKIP_DANGLING if entry.is_symlink() else None
+
+
+def _scandir(path):
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except OSError as e:
+        raise UserError(f"cannot read folder {_display(path)}: {e.strerror}") from None
+
+
+def _class_dirs(root, skipped=None):
+    """Sorted class folder names in `root`; broken entries go to `skipped` (path -> (reason, detail))."""
+    classes = []
+    for entry in _scandir(root):
+        if entry.name.startswith("."):
+            continue
+        kind = _entry_kind(entry)
+        if kind == "dir":
+            if not _is_utf8(entry.name):
+                raise UserError(
+                    f"class folder name is not valid UTF-8: {_display(entry.path)}; rename it (class names are text)"
+                )
+            classes.append(entry.name)
+        elif kind not in (None, "file") and skipped is not None:
+            skipped[entry.path] = (kind, "")
+    return sorted(classes)
+
+
+def _list_images(root, classes, name_filter=None, skipped=None):
+    """(paths, labels) of the images in `root/<class>/`, labels by `classes` order.
+
+    Image-named entries that cannot be used (dangling symlinks, symlink loops,
+    non-UTF-8 names) go to `skipped` as path -> (reason, detail).
+    """
+    skipped = {} if skipped is None else skipped
     paths, labels = [], []
     for label, cls in enumerate(classes):
-        with os.scandir(os.path.join(root, cls)) as entries:
-            names = sorted(
-                e.name
-                for e in entries
-                if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
-                and (name_filter is None or name_filter(e.name))
-            )
+        names = []
+        for entry in _scandir(os.path.join(root, cls)):
+            if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            if name_filter is not None and not name_filter(entry.name):
+                continue
+            kind = _entry_kind(entry)
+            if kind == "file":
+                if _is_utf8(entry.name):
+                    names.append(entry.name)
+                else:
+                    skipped[entry.path] = (SKIP_NON_UTF8, "")
+            elif kind not in (None, "dir"):
+                skipped[entry.path] = (kind, "")
+        names.sort()
         paths += [os.path.join(root, cls, n) for n in names]
         labels += [label] * len(names)
     return paths, labels
 
 
-def find_undecodable(paths):
-    """The paths that `decode_image` cannot read or decode (a parallel tf.data pass)."""
+def find_unusable(paths):
+    """{path: (reason, detail)} for the files the pipelines cannot use (a parallel tf.data pass).
+
+    Each file's header is checked first (`header_shape`, `within_limits`); only
+    JPEG and PNG files within the limits are then decoded, so a decompression
+    bomb is skipped without allocating its pixels. Reasons are the SKIP_* constants.
+    """
     if not paths:
-        return []
+        return {}
 
     def check(index, path):
-        return index, tf.shape(_read_and_decode(path))
+        contents = tf.io.read_file(path)
+        height, width, supported = header_shape(contents)
+        ok = supported & within_limits(height, width)
+        refused = tf.where(supported, tf.constant(1, tf.int64), tf.constant(2, tf.int64))
+        # Decode only what passed; using the decoded shape makes the decoder run.
+        code = tf.cond(ok, lambda: tf.shape(decode_image(contents), out_type=tf.int64)[0] * 0, lambda: refused)
+        return index, code, height, width
 
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), list(paths)))
     ds = ds.map(check, AUTOTUNE, deterministic=False).ignore_errors().batch(65536)
-    ok = np.zeros(len(paths), bool)
-    for index, _ in ds.as_numpy_iterator():
-        ok[index] = True
-    return [p for p, good in zip(paths, ok) if not good]
+    codes = np.full(len(paths), -1, np.int64)  # -1: the read or decode failed
+    shapes = np.zeros((len(paths), 2), np.int64)
+    for index, code, height, width in ds.as_numpy_iterator():
+        codes[index] = code
+        shapes[index, 0], shapes[index, 1] = height, width
+    reasons = {-1: SKIP_UNDECODABLE, 1: SKIP_LIMITS, 2: SKIP_NOT_JPEG_PNG}
+    return {
+        p: (reasons[c], f"{w}x{h}" if c == 1 else "")
+        for p, c, (h, w) in zip(paths, codes.tolist(), shapes.tolist(), strict=True)
+        if c != 0
+    }
 
 
 def _cache_dir():
     return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "alexnet_keras"
 
 
-def _undecodable_cached(paths):
-    """`find_undecodable`, remembered under ~/.cache/alexnet_keras by file names, sizes and mtimes.
+def _unusable_cached(paths):
+    """`find_unusable`, remembered under ~/.cache/alexnet_keras by file names, sizes and mtimes.
 
     A full decode pass costs about 0.3 ms an image on 2 cores (seconds for
     imagenette, minutes for ImageNet), so it runs once per unchanged file set.
+    Files over `MAX_IMAGE_BYTES` are refused from their size, unread.
     """
-    stats = [(p, st.st_size, st.st_mtime_ns) for p, st in ((p, os.stat(p)) for p in paths)]
-    key = hashlib.sha256(json.dumps([tf.__version__, stats]).encode()).hexdigest()[:32]
-    cache = _cache_dir() / f"undecodable-{key}.json"
+    bad, stats = {}, []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            bad[p] = (SKIP_UNREADABLE, e.strerror or "")
+            continue
+        if st.st_size > MAX_IMAGE_BYTES:
+            bad[p] = (SKIP_LIMITS, f"{st.st_size:,} bytes")
+        else:
+            stats.append((p, st.st_size, st.st_mtime_ns))
+    key = hashlib.sha256(json.dumps(["unusable-v2", tf.__version__, LIMITS_TEXT, stats]).encode()).hexdigest()[:32]
+    cache = _cache_dir() / f"unusable-{key}.json"
     try:
-        return json.loads(cache.read_text())
-    except (OSError, ValueError):
+        return {**bad, **{p: tuple(v) for p, v in json.loads(cache.read_text()).items()}}
+    except (OSError, ValueError, AttributeError, TypeError):
         pass
-    log.info("checking that %d images decode (once; the result is cached)", len(paths))
-    bad = find_undecodable(paths)
+    log.info("checking that %d images decode (once; the result is cached)", len(stats))
+    found = find_unusable([p for p, _, _ in stats])
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(bad))
+        tmp.write_text(json.dumps(found))
         tmp.replace(cache)
     except OSError:
         pass  # an unwritable cache only costs a re-check next time
-    return bad
+    return {**bad, **found}
 
 
-def _drop_undecodable(splits, where):
-    """Removes undecodable files from each (paths, labels); warns; returns the skipped paths."""
-    bad = set(_undecodable_cached([p for paths, _ in splits for p in paths]))
-    if bad:
-        shown = sorted(bad)[:3]
-        warnings.warn(
-            f"skipped {len(bad)} undecodable image file(s) under {where}: "
-            + ", ".join(shown) + (", ..." if len(bad) > len(shown) else ""),
-            stacklevel=2,
-        )
+def _warn_skipped(skipped, where):
+    """One warning line: how many files were skipped under `where`, by reason, with examples."""
+    by_reason = {}
+    for path, (reason, detail) in sorted(skipped.items()):
+        by_reason.setdefault(reason, []).append(_display(path) + (f" {detail}" if detail else ""))
+    parts = []
+    for reason, items in by_reason.items():
+        limits = f", {LIMITS_TEXT}" if reason == SKIP_LIMITS else ""
+        shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+        parts.append(f"{len(items)} {reason}{limits} ({shown})")
+    warnings.warn(f"skipped {len(skipped)} image file(s) under {_display(where)}: " + "; ".join(parts), stacklevel=3)
+
+
+def _drop_unusable(splits, where, skipped):
+    """Removes unusable files from each (paths, labels), adding them to `skipped`; warns once."""
+    skipped.update(_unusable_cached([p for paths, _ in splits for p in paths]))
+    if skipped:
+        _warn_skipped(skipped, where)
     kept = []
     for paths, labels in splits:
-        pairs = [(p, l) for p, l in zip(paths, labels) if p not in bad]
-        kept.append(([p for p, _ in pairs], [l for _, l in pairs]))
-    return kept, sorted(bad)
+        pairs = [(p, y) for p, y in zip(paths, labels, strict=True) if p not in skipped]
+        kept.append(([p for p, _ in pairs], [y for _, y in pairs]))
+    return kept
+
+
+def _empty_classes(classes, labels, split, where):
+    """The classes with no images in a split, with a warning if there are any."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=len(classes))
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if empty:
+        shown = ", ".join(_display(c) for c in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        consequence = "their accuracy cannot be measured" if split == "val" else "the model cannot learn them"
+        warnings.warn(
+            f"{len(empty)} of {len(classes)} classes have no {split} images under {_display(where)} "
+            f"({shown}): {consequence}",
+            stacklevel=3,
+        )
+    return empty
 
 
 def _pipeline(ds, decode, spec, *, train, batch_size, seed=0, crop=True, shuffle_buffer=None):
@@ -382,7 +652,7 @@ def _pipeline(ds, decode, spec, *, train, batch_size, seed=0, crop=True, shuffle
 
 
 def _read_and_decode(path):
-    return decode_image(tf.io.read_file(path))
+    return decode_checked(tf.io.read_file(path))
 
 
 def _files_dataset(paths, labels, spec, **kwargs):
@@ -395,11 +665,17 @@ def _check_folder(path):
         raise UserError(f"data folder not found: {path}")
 
 
-def _folder_classes(root):
-    classes = _class_dirs(root)
+def _folder_classes(root, skipped=None):
+    classes = _class_dirs(root, skipped)
     if not classes:
         raise UserError(f"no class folders in {root} (expected {root}/<class>/*.jpg)")
     return classes
+
+
+def _fixed_shuffle(paths, labels):
+    """`paths` and `labels` in the one pseudo-random order of `VAL_ORDER_SEED` (the same every run)."""
+    order = np.random.default_rng(VAL_ORDER_SEED).permutation(len(paths))
+    return [paths[i] for i in order], [labels[i] for i in order]
 
 
 def _load_folder(path, spec, *, batch_size, seed, validation):
@@ -410,56 +686,164 @@ def _load_folder(path, spec, *, batch_size, seed, validation):
         raise UserError(f"{path} has no train/ folder ({layout})")
     if validation and not os.path.isdir(val_root):
         raise UserError(f"{path} has no val/ folder ({layout}; or pass validation=False)")
-    classes = _folder_classes(train_root)
+    skipped = {}
+    classes = _folder_classes(train_root, skipped)
     if len(classes) < 2:
         raise UserError(f"{train_root} has only one class folder ({classes[0]}); need at least 2")
-    if validation and _class_dirs(val_root) != classes:
+    if validation and _class_dirs(val_root, skipped) != classes:
         val_classes = set(_class_dirs(val_root))
         only_train = sorted(set(classes) - val_classes)[:3]
         only_val = sorted(val_classes - set(classes))[:3]
         raise UserError(
             f"train/ and val/ class folders differ in {path}: only in train {only_train}, only in val {only_val}"
         )
-    splits = [_list_images(train_root, classes)]
-    if validation:
-        splits.append(_list_images(val_root, classes))
-    for (paths, _), root in zip(splits, (train_root, val_root)):
+    roots = [train_root, val_root] if validation else [train_root]
+    splits = [_list_images(root, classes, skipped=skipped) for root in roots]
+    for (paths, _), root in zip(splits, roots, strict=True):
         if not paths:
             raise UserError(f"no JPEG or PNG images in {root}/<class>/")
-    splits, skipped = _drop_undecodable(splits, path)
+    splits = _drop_unusable(splits, path, skipped)
+    empty = {
+        split: _empty_classes(classes, labels, split, path)
+        for split, (_, labels) in zip(("train", "val"), splits, strict=False)  # no val split without validation
+    }
     train_paths, train_labels = splits[0]
     if len(train_paths) < batch_size:
         raise UserError(f"{len(train_paths)} training images in {path}, fewer than one batch of {batch_size}")
     train_ds = _files_dataset(train_paths, train_labels, spec, train=True, batch_size=batch_size, seed=seed)
-    val_ds = _files_dataset(*splits[1], spec, train=False, batch_size=batch_size) if validation else None
-    val_n = len(splits[1][0]) if validation else None
-    return train_ds, val_ds, _folder_info(path, classes, len(train_paths), val_n, spec, batch_size, skipped)
+    val_ds, val_n = None, None
+    if validation:
+        val_paths, val_labels = _fixed_shuffle(*splits[1])
+        val_ds = _files_dataset(val_paths, val_labels, spec, train=False, batch_size=batch_size)
+        val_n = len(val_paths)
+    info = _folder_info(path, classes, len(train_paths), val_n, spec, batch_size, skipped, empty)
+    return train_ds, val_ds, info
 
 
-def _folder_info(path, classes, train_examples, val_examples, spec, batch_size, skipped):
-    return _info(str(path), "folder", classes, train_examples, val_examples, spec, batch_size, skipped)
+def _folder_info(path, classes, train_examples, val_examples, spec, batch_size, skipped, empty):
+    reasons = {p: reason for p, (reason, _) in skipped.items()}
+    return _info(str(path), "folder", classes, train_examples, val_examples, spec, batch_size, reasons, empty)
 
 
 # --- TFDS --------------------------------------------------------------------
+class _NetworkRefused(Exception):
+    """Raised inside TFDS when it tries to reach a host (not an OSError, so urllib3 does not retry it)."""
+
+
+@contextlib.contextmanager
+def _no_network():
+    """Makes host-name lookups fail at once while TFDS prepares a dataset.
+
+    TFDS would otherwise retry a download 10 times with backoff (3.5 minutes
+    offline, and as long as it takes on a slow link). Yields the hosts asked for.
+    """
+    import socket
+
+    asked, saved = [], socket.getaddrinfo
+
+    def refuse(host, *args, **kwargs):
+        asked.append(host)
+        raise _NetworkRefused(f"no network access while preparing a dataset (asked for {host})")
+
+    socket.getaddrinfo = refuse
+    try:
+        yield asked
+    finally:
+        socket.getaddrinfo = saved
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """TFDS logs absl warnings (e.g. "Variant folder ... has no dataset_info.json") on a first lookup."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _tfds_configs_error(name, tfds):
+    """A UserError for a `NAME/CONFIG` whose config does not exist, listing the valid ones."""
+    base = name.split("/")[0].split(":")[0]
+    try:
+        configs = [c.name for c in tfds.builder_cls(base).BUILDER_CONFIGS]
+    except Exception:  # noqa: BLE001 -- only for the message
+        configs = None
+    if configs == []:
+        return UserError(f"TFDS dataset {base!r} has no configs: use tfds:{base} instead of tfds:{name}")
+    if configs:
+        return UserError(f"TFDS dataset {base!r} has no config in {name!r}; valid configs: {', '.join(configs)}")
+    return None
+
+
+def _missing_manual_files(builder, manual_dir):
+    """The files a download builder expects that are not in `manual_dir` (TFDS looks there before downloading).
+
+    Empty when TFDS does not record the file names; the no-network guard then decides.
+    """
+    try:
+        names = [info.filename for info in (builder.url_infos or {}).values()]
+    except Exception:  # noqa: BLE001 -- checksums unreadable: let the guarded prepare tell
+        return []
+    if not names or not all(names):
+        return []
+    return sorted(n for n in names if not os.path.exists(os.path.join(manual_dir, n)))
+
+
 def _tfds_builder(name, data_dir, manual_dir):
-    """A prepared TFDS builder, or a one-line UserError saying why not."""
+    """A prepared TFDS builder, or a one-line UserError saying why not.
+
+    Nothing is downloaded: a dataset that is not prepared is prepared only from
+    files already on disk (`manual_dir`, TFDS's download cache), with network
+    lookups refused, so an offline or slow machine gets its answer in seconds.
+    """
     import tensorflow_datasets as tfds
 
     if not name:
         raise UserError("empty TFDS name: use tfds:NAME[/CONFIG], e.g. tfds:imagenet2012")
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
+        with _quiet_absl():
+            builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         raise UserError(f"unknown TFDS dataset {name!r}") from None
-    if not builder.is_prepared():
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        try:
-            builder.download_and_prepare(download_config=config)
-        except Exception as e:  # noqa: BLE001 -- missing manual files, no network, ...: all one line
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise UserError(
-                f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and preparing it failed: {first}"
-            ) from e
+    except (ValueError, AssertionError) as e:  # an unknown config or version
+        configs_error = _tfds_configs_error(name, tfds) if "/" in name else None
+        if configs_error and "BuilderConfig" in str(e):
+            raise configs_error from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"TFDS dataset {name!r}: {first}") from None
+    with _quiet_absl():
+        prepared = builder.is_prepared()
+    if not prepared:
+        where = f" --data_dir {data_dir}" if data_dir else ""
+        how = f"download it first (`tfds build {name}{where}`) or give --tfds-manual-dir with its downloaded files"
+        if builder.MANUAL_DOWNLOAD_INSTRUCTIONS is None:
+            if manual_dir is None:
+                raise UserError(
+                    f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and must be downloaded: {how}"
+                )
+            missing = _missing_manual_files(builder, manual_dir)
+            if missing:
+                raise UserError(
+                    f"TFDS dataset {name!r} is not prepared and --tfds-manual-dir {manual_dir} lacks "
+                    f"{', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}: put them there, or {how}"
+                )
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
+        with _no_network() as asked:
+            try:
+                builder.download_and_prepare(download_config=config)
+            except Exception as e:  # noqa: BLE001 -- missing manual files, no network, ...: all one line
+                if asked:
+                    raise UserError(
+                        f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and must be downloaded "
+                        f"(it asked for {asked[0]}; alexnet-keras does not download): {how}"
+                    ) from None
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise UserError(
+                    f"TFDS dataset {name!r} is not prepared in {builder.data_dir} and preparing it failed: {first}"
+                ) from None
     if builder.info.supervised_keys is None:
         raise UserError(f"TFDS dataset {name!r} has no (image, label) supervised keys")
     return builder
@@ -492,12 +876,25 @@ def _tfds_dataset(builder, split, spec, *, train, batch_size, seed=0, crop=True)
         decoders={image_key: tfds.decode.SkipDecoding()},  # decode in our parallel map, after shuffling
     )
     examples = int(raw.cardinality())
-    raw = raw.map(lambda x, y: (x, tf.cast(y, tf.int32)))
+    raw = raw.map(lambda x, y: (x, tf.cast(y, tf.int32))).filter(lambda x, y: _tfds_usable(x, builder.name))
     ds = _pipeline(
-        raw, decode_image, spec, train=train, batch_size=batch_size, seed=seed, crop=crop,
+        raw, decode_checked, spec, train=train, batch_size=batch_size, seed=seed, crop=crop,
         shuffle_buffer=_TFDS_SHUFFLE_BUFFER,
     )
     return ds, (examples if examples >= 0 else None)
+
+
+def _tfds_usable(contents, name):
+    """True for a JPEG/PNG within the limits; else prints one line (TFDS is read lazily, so not counted)."""
+    height, width, supported = header_shape(contents)
+    ok = supported & within_limits(height, width)
+
+    def report():
+        tf.print(f"alexnet-keras: warning: skipped an image of TFDS {name} (not JPEG/PNG or beyond the limits):",
+                 width, "x", height, output_stream=sys.stderr)
+        return tf.constant(False)
+
+    return tf.cond(ok, lambda: tf.constant(True), report)
 
 
 def _tfds_info(builder, spec, batch_size, train_examples, val_examples):
@@ -619,12 +1016,14 @@ def eval_dataset(
         if any(os.path.isdir(os.path.join(where, s)) for s in ("train", "val")):
             raise UserError(f"{where} has no {split}/ folder")
         root = where  # a class-per-folder directory itself
-    classes = _folder_classes(root)
+    skipped = {}
+    classes = _folder_classes(root, skipped)
     name_filter = (lambda n: n.startswith(IMAGENET_VAL_PREFIX)) if only_imagenet_val else None
-    paths, labels = _list_images(root, classes, name_filter)
+    paths, labels = _list_images(root, classes, name_filter, skipped)
     if not paths:
         which = f"{IMAGENET_VAL_PREFIX}* images" if only_imagenet_val else "JPEG or PNG images"
         raise UserError(f"no {which} in {root}/<class>/")
-    [(paths, labels)], skipped = _drop_undecodable([(paths, labels)], root)
+    [(paths, labels)] = _drop_unusable([(paths, labels)], root, skipped)
+    empty = {split: _empty_classes(classes, labels, split, root)}
     ds = _files_dataset(paths, labels, spec, train=False, batch_size=batch_size, crop=crop)
-    return ds, _folder_info(root, classes, None, len(paths), spec, batch_size, skipped)
+    return ds, _folder_info(root, classes, None, len(paths), spec, batch_size, skipped, empty)
