@@ -263,8 +263,11 @@ def owt_npz(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, contents, dims", [("tiny.png", strip(6000, 1), "6000x1"),
-                                                  ("bomb.png", png_bomb(20000, 20000), "20000x20000")])
+@pytest.mark.parametrize(
+    "name, contents, dims",
+    [("tiny.png", strip(6000, 1), "6000x1"), ("bomb.png", png_bomb(20000, 20000), "20000x20000")],
+    ids=["6000x1", "bomb"],
+)
 def test_predict_strip_and_bomb_one_line_under_3gb(tmp_path, owt_npz, name, contents, dims):
     """Before: 6.1 GB peak for the 6000x1 PNG (its short side upscaled to 256)."""
     image = write(tmp_path / name, contents)
