@@ -77,20 +77,25 @@ def summary(variant, classes, as_json):
 # (train commands go here)
 _TRAIN_FLAGS = {
     "data": click.option("--data", help="'synthetic' (default), a folder with train/ and val/, or tfds:NAME[/CONFIG]."),
-    "variant": click.option("--variant", type=click.Choice(["2012", "owt"])),
+    "variant": click.option("--variant", type=click.Choice(["2012", "owt"]), help="Default: 2012 (the paper's net)."),
     "epochs": click.option("--epochs", type=click.IntRange(min=1), help="Default: 90 on real data, 1 on synthetic."),
-    "steps_per_epoch": click.option("--steps-per-epoch", type=click.IntRange(min=1)),
-    "validation_steps": click.option("--validation-steps", type=click.IntRange(min=1)),
+    "steps_per_epoch": click.option("--steps-per-epoch", type=click.IntRange(min=1),
+                                    help="Batches per epoch (default: one pass over the training set)."),
+    "validation_steps": click.option("--validation-steps", type=click.IntRange(min=1),
+                                     help="Validation batches per epoch (default: the whole set)."),
     "batch_size": click.option("--batch-size", type=click.IntRange(min=1), help="Global batch (paper: 128)."),
     "lr": click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (paper: 0.01)."),
     "lr_schedule": click.option("--lr-schedule", help="'paper' (drop /10 on plateau, 3 times) or step:25,51,79."),
     "init": click.option("--init", type=click.Choice(["paper", "caffe", "torch"]), help="paper: biases 1; caffe: 0.1."),
-    "dropout": click.option("--dropout", type=click.Choice(["paper", "inverted"])),
+    "dropout": click.option("--dropout", type=click.Choice(["paper", "inverted"]),
+                            help="paper: scale outputs at test time; inverted: scale at training time."),
     "classes": click.option("--classes", type=click.IntRange(min=2), help="Default: the data's class count."),
-    "seed": click.option("--seed", type=int),
-    "strategy": click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"])),
-    "tfds_data_dir": click.option("--tfds-data-dir", type=click.Path(file_okay=False)),
-    "tfds_manual_dir": click.option("--tfds-manual-dir", type=click.Path(file_okay=False)),
+    "seed": click.option("--seed", type=int, help="Seeds initial weights, shuffling and augmentation (0 to 2^32-1)."),
+    "strategy": click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]),
+                             help="auto: mirrored over several GPUs, else one device."),
+    "tfds_data_dir": click.option("--tfds-data-dir", type=click.Path(file_okay=False), help="TFDS data_dir."),
+    "tfds_manual_dir": click.option("--tfds-manual-dir", type=click.Path(file_okay=False),
+                                    help="Folder holding manually downloaded TFDS files (e.g. ImageNet's tars)."),
     "run_dir": click.option("--run-dir", type=click.Path(file_okay=False), help="Default: runs/<timestamp>."),
 }
 
@@ -104,25 +109,35 @@ def _with_train_flags(command):
 @cli.command()
 @_with_train_flags
 @click.option("--simulate-gtx580", is_flag=True, default=None, help="Two replicas of 3 GB, as the paper's two GTX 580s.")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --run-dir.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --run-dir; with --epochs N, extend it to N epochs.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON file of TrainConfig fields.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any TrainConfig field.")
 def train(resume, config_file, overrides, **flags):
-    """Train AlexNet with the 2012 recipe (synthetic data unless --data is given)."""
-    from .train import TrainConfig, train as run_training
+    """Train AlexNet with the 2012 recipe (synthetic data unless --data is given).
 
-    config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
-    config = config.update(**{k: v for k, v in flags.items() if v is not None})
-    pairs = {}
+    Exit status: 0 when done, 1 when the loss or weights became NaN or infinite
+    (nothing from that epoch is saved), 2 for bad input or an unusable run directory.
+    """
+    from .train import TrainConfig, TrainingStopped, read_config_file
+    from .train import train as run_training
+
+    # `given`: the fields set on purpose, which a resume checks against the saved run.
+    values = read_config_file(config_file) if config_file else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-        pairs[key.strip().replace("-", "_")] = value
-    config = config.update(**pairs)
+        values[key.strip().replace("-", "_")] = value
+    config = TrainConfig().update(**values)
     if resume and not config.run_dir:
         raise click.UsageError("--resume needs --run-dir")
-    run_training(config, resume=resume, echo=click.echo)
+    try:
+        run_training(config, resume=resume, given=set(values), echo=click.echo)
+    except TrainingStopped as e:
+        click.echo(f"{PROG}: error: {e}", err=True)
+        raise click.exceptions.Exit(1) from None
 
 # --- evaluate and compete (issue 4) ------------------------------------------
 # (compete commands go here)

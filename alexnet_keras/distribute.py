@@ -10,11 +10,14 @@
 
 Logical devices can only be configured before TensorFlow initialises its devices,
 so `strategy_for` must run before the first tensor is created.
+
+TensorFlow is imported inside the functions, so the constants and `is_chief` load
+without it (on machines that have only JAX, for instance).
 """
 
+import json
+import os
 from dataclasses import dataclass
-
-import tensorflow as tf
 
 from .errors import UserError
 
@@ -51,6 +54,8 @@ def gtx580_device_plan(num_gpus, replicas=2):
 
 def configure_devices(plan):
     """Applies a `DevicePlan` with `tf.config.set_logical_device_configuration`."""
+    import tensorflow as tf
+
     physical = tf.config.list_physical_devices(plan.device_type)
     for index, limits in plan.layout:
         configs = [tf.config.LogicalDeviceConfiguration(memory_limit=limit) for limit in limits]
@@ -74,6 +79,8 @@ def strategy_for(strategy="auto", simulate_gtx580=False):
             or `"mirrored"`.
         simulate_gtx580: two replicas standing in for the paper's two cards.
     """
+    import tensorflow as tf
+
     if strategy not in STRATEGIES:
         raise UserError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if simulate_gtx580:
@@ -87,3 +94,33 @@ def strategy_for(strategy="auto", simulate_gtx580=False):
     if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def strategy_name(strategy):
+    """The public name of a strategy for output: "default", "mirrored", "multi-worker", ..."""
+    names = {"_DefaultDistributionStrategy": "default", "MirroredStrategy": "mirrored",
+             "MultiWorkerMirroredStrategy": "multi-worker", "OneDeviceStrategy": "one-device"}
+    return names.get(type(strategy).__name__, type(strategy).__name__)
+
+
+def is_chief(environ=None):
+    """Whether this process owns the run directory (creates, checks and writes it).
+
+    A single process always does. In a multi-worker cluster described by
+    `TF_CONFIG`, the chief does, or worker 0 when the cluster has no chief; the
+    other processes only read the run directory (to resume) and never refuse it.
+    """
+    spec = (os.environ if environ is None else environ).get("TF_CONFIG")
+    if not spec:
+        return True
+    try:
+        config = json.loads(spec)
+    except ValueError:
+        raise UserError("TF_CONFIG is not valid JSON; unset it for a single-process run") from None
+    if not isinstance(config, dict):
+        raise UserError("TF_CONFIG must be a JSON object; unset it for a single-process run")
+    task = config.get("task") or {}
+    kind, index = task.get("type"), task.get("index", 0)
+    if kind in (None, "chief"):
+        return True
+    return kind == "worker" and index == 0 and "chief" not in (config.get("cluster") or {})

@@ -1,5 +1,124 @@
-"""Bad-input cases: train. See badinput.py for the fields."""
+"""Bad-input cases: train. See badinput.py for the fields.
 
-from badinput import case  # noqa: F401
+Runs go to `R` under the case's tmp dir (the harness's cwd). Cases whose setup
+trains a real epoch, or that train after a fallback, are slow.
+"""
 
-CASES = []
+import json
+import pathlib
+import subprocess
+import sys
+
+from badinput import case
+
+TINY = ("--set", "synthetic_classes=10", "--set", "synthetic_val_examples=8", "--batch-size", "8",
+        "--steps-per-epoch", "2")
+RUN = ("--run-dir", "R")
+# A sitecustomize that makes writes under $ALEXNET_TEST_FAULT's folder fail inside the CLI process.
+FAULT_HOOK = str(pathlib.Path(__file__).resolve().parent / "fault_hook")
+
+
+def _config(content):
+    def setup(tmp):
+        (tmp / "c.json").write_bytes(content)
+        return {}
+
+    return setup
+
+
+def _user_folder(tmp):
+    """A folder of someone else's results: not a run of this package."""
+    run = tmp / "R"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "summary.json").write_text('{"mine": true}\n')
+    (run / "history.csv").write_text("step,score\n1,0.5\n")
+    (run / "checkpoints" / "model.bin").write_bytes(b"\0" * 16)
+    return {}
+
+
+def _ours(tmp, **changes):
+    """A run directory as train writes it before its first epoch ends (no training needed)."""
+    run = tmp / "R"
+    run.mkdir()
+    config = {"data": "synthetic", "classes": 10, "epochs": 1, "steps_per_epoch": 2, "batch_size": 8,
+              "synthetic_classes": 10, "synthetic_val_examples": 8, "run_dir": str(run)}
+    (run / "config.json").write_text(json.dumps({"schema": "alexnet-keras/run/1", "config": config}))
+    for name, text in changes.items():
+        (run / name.replace("__", ".")).write_text(text)
+    return {}
+
+
+def _trained(tmp):
+    """A real one-epoch tiny run in R."""
+    cmd = [sys.executable, "-m", "alexnet_keras.cli", "train", "--epochs", "1", *RUN, *TINY]
+    result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp / "R"
+
+
+def _corrupt(what):
+    def setup(tmp):
+        run = _trained(tmp)
+        if what == "state":
+            (run / "state.json").write_text("{not json")
+        elif what == "metadata":  # every backup generation's metadata: nothing left to fall back on but last.keras
+            for meta in (run / "backup").glob("*.json*"):
+                meta.write_text('{"epoch": ')
+        elif what == "weights":  # the newest backup weights, cut short as a kill mid-write leaves them
+            newest = max((run / "backup").glob("*.weights.h5*"), key=lambda p: p.stat().st_mtime)
+            newest.write_bytes(newest.read_bytes()[:4096])
+        return {}
+
+    return setup
+
+
+CASES = [
+    case("train-seed-negative", ["train", "--seed", "-1", *RUN], "seed"),
+    case("train-seed-huge", ["train", "--seed", "1e20", *RUN], "seed"),
+    case("train-set-seed-negative", ["train", "--set", "seed=-1", *RUN], "seed"),
+    case("train-set-seed-too-big", ["train", "--set", f"seed={2**64}", *RUN], "seed"),
+    case("train-batch-size-0", ["train", "--set", "batch_size=0", *RUN], "batch_size"),
+    case("train-batch-size-negative", ["train", "--set", "batch_size=-8", *RUN], "batch_size"),
+    case("train-batch-size-abc", ["train", "--set", "batch_size=abc", *RUN], "expected an integer"),
+    case("train-variant-bogus", ["train", "--set", "variant=bogus", *RUN], "variant"),
+    case("train-init-bogus", ["train", "--set", "init=bogus", *RUN], "init"),
+    case("train-dropout-bogus", ["train", "--set", "dropout=bogus", *RUN], "dropout"),
+    case("train-tower-impl-bogus", ["train", "--set", "tower_impl=bogus", *RUN], "tower_impl"),
+    case("train-dropout-rate-1.5", ["train", "--set", "dropout_rate=1.5", *RUN], "dropout_rate"),
+    case("train-steps-per-execution-0", ["train", "--set", "steps_per_execution=0", *RUN], "steps_per_execution"),
+    case("train-epochs-0", ["train", "--set", "epochs=0", *RUN], "epochs"),
+    case("train-epochs-negative", ["train", "--set", "epochs=-3", *RUN], "epochs"),
+    case("train-momentum-nan", ["train", "--set", "momentum=nan", *RUN], "momentum"),
+    case("train-lr-inf", ["train", "--set", "lr=inf", *RUN], "lr"),
+    case("train-simulate-not-bool", ["train", "--set", "simulate_gtx580=maybe", *RUN], "true or false"),
+    case("train-config-list", ["train", "--config", "c.json", *RUN], "c.json", setup=_config(b"[1, 2]")),
+    case("train-config-null", ["train", "--config", "c.json", *RUN], "c.json", setup=_config(b"null")),
+    case("train-config-not-utf8", ["train", "--config", "c.json", *RUN], "c.json",
+         setup=_config(b'{"lr": "\xff\xfe"}')),
+    case("train-config-nested-list", ["train", "--config", "c.json", *RUN], "c.json",
+         setup=_config(b'{"config": [1]}')),
+    case("train-config-wrong-type", ["train", "--config", "c.json", *RUN], "batch_size",
+         setup=_config(b'{"batch_size": [8]}')),
+    case("train-config-is-folder", ["train", "--config", ".", *RUN], "config"),
+    case("train-run-dir-not-ours", ["train", *RUN], "not an alexnet-keras run", setup=_user_folder),
+    case("train-resume-not-ours", ["train", "--resume", *RUN], "not an alexnet-keras run", setup=_user_folder),
+    case("train-run-dir-is-file", ["train", *RUN], "R",
+         setup=lambda tmp: (tmp / "R").write_text("x") and {}),
+    case("train-resume-history-not-ours", ["train", "--resume", *RUN], "history.csv",
+         setup=lambda tmp: _ours(tmp, history__csv="step,score\n1,0.5\n")),
+    case("train-resume-conflicting-batch", ["train", "--resume", "--batch-size", "16", *RUN], "--batch-size",
+         setup=_ours),
+    case("train-resume-conflicting-variant", ["train", "--resume", "--variant", "owt", *RUN], "--variant",
+         setup=_ours),
+    case("train-enospc", ["train", *RUN, *TINY], "No space left on device",
+         env={"PYTHONPATH": FAULT_HOOK, "ALEXNET_TEST_FAULT": "ENOSPC:R"}),
+    case("train-erofs", ["train", *RUN, *TINY], "Read-only file system",
+         env={"PYTHONPATH": FAULT_HOOK, "ALEXNET_TEST_FAULT": "EROFS:R"}),
+    # A corrupt backup falls back to an older state and says which, in one line.
+    case("train-resume-corrupt-state", ["train", "--resume", "--epochs", "2", *RUN], "state.json",
+         setup=_corrupt("state"), expect="skip", slow=True),
+    case("train-resume-corrupt-metadata", ["train", "--resume", "--epochs", "2", *RUN], "last.keras",
+         setup=_corrupt("metadata"), expect="skip", slow=True),
+    case("train-resume-truncated-weights", ["train", "--resume", "--epochs", "2", *RUN], "unreadable",
+         setup=_corrupt("weights"), expect="skip", slow=True),
+]

@@ -97,3 +97,38 @@ def test_replicas_draw_different_dropout_masks():
     assert "ours different" in out, out
     # For the record: plain Keras Dropout under the same strategy (keras#20611).
     print(out)
+
+
+@pytest.mark.parametrize(
+    "tf_config, chief",
+    [
+        (None, True),
+        ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}', True),
+        ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}', False),
+        ('{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', True),
+        ('{"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}', False),
+        ('{"cluster": {"worker": ["a:1"], "ps": ["p:1"]}, "task": {"type": "ps", "index": 0}}', False),
+    ],
+)
+def test_only_the_chief_owns_the_run_directory(tf_config, chief):
+    environ = {} if tf_config is None else {"TF_CONFIG": tf_config}
+    assert distribute.is_chief(environ) is chief
+
+
+def test_bad_tf_config_is_one_line():
+    for bad in ("{not json", "[1]"):
+        with pytest.raises(UserError, match="TF_CONFIG"):
+            distribute.is_chief({"TF_CONFIG": bad})
+
+
+def test_strategy_names_are_public():
+    import tensorflow as tf
+
+    assert distribute.strategy_name(tf.distribute.get_strategy()) == "default"
+
+
+def test_constants_load_without_tensorflow():
+    code = ("import sys; from alexnet_keras import distribute; from alexnet_keras.distribute import STRATEGIES; "
+            "assert distribute.is_chief({}) and 'tensorflow' not in sys.modules, sorted(sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
