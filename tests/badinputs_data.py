@@ -79,7 +79,8 @@ def _tfds(id, name, fragment, setup=_tmp, extra=()):
 
 CASES = [
     # TFDS, offline: each answers in seconds (before: "Dl Completed 0/1" for 3.5 minutes, or a traceback).
-    _tfds("data-tfds-needs-download", "mnist", "'mnist' is not prepared in"),
+    # (the old code also ended in a line naming 'mnist', after 3.5 minutes: this fragment is the new one)
+    _tfds("data-tfds-needs-download", "mnist", "and must be downloaded: download it first (`tfds build mnist"),
     _tfds("data-tfds-manual-dir-lacks-files", "mnist", "lacks t10k-images-idx3-ubyte.gz", _manual_dir,
           ("--tfds-manual-dir", "{tmp}/manual")),
     _tfds("data-tfds-unknown-config", "imagenet2012_subset/bogus", "valid configs: 1pct, 10pct"),

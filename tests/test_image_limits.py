@@ -1,8 +1,8 @@
 """Bounded work per image: absurd aspect ratios and decompression bombs are refused
 from their headers, before any decoding (issue 13, item 6).
 
-Memory is measured as the peak RSS of a child process (`os.wait4`), so each run
-is measured on its own.
+Memory is the peak RSS of one command, read by a small wrapper process from
+RUSAGE_CHILDREN, so each run is measured on its own and not inflated by pytest.
 """
 
 import functools
