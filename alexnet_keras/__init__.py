@@ -24,7 +24,7 @@ _EXPORTS = {
     "load_weights": "convert",
     "load_model": "convert",
     "export_npz": "convert",
-    "decode_predictions": "predict",
+    "decode_predictions": "imagenet",
     "plot_filters": "visualize",
 }
 

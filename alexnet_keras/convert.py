@@ -387,7 +387,7 @@ def _torchvision_wnids(classes):
     """torchvision's 1000 outputs follow the standard ImageNet order."""
     if classes != 1000:
         return None
-    from .predict import imagenet_wnids
+    from .imagenet import imagenet_wnids
 
     return imagenet_wnids()
 

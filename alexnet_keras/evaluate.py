@@ -292,7 +292,7 @@ def model_wnids(model):
         return [str(w) for w in wnids]
     if model_classes(model) == IMAGENET_CLASSES:
         try:
-            from .predict import imagenet_wnids
+            from .imagenet import imagenet_wnids
 
             return imagenet_wnids()
         except (ImportError, FileNotFoundError):

@@ -144,7 +144,7 @@ class AlexNet(keras.Model):
         if pooling not in (None, "avg", "max"):
             raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
         if weights == "imagenet" and class_wnids is None and classes == 1000:
-            from .predict import imagenet_wnids  # ImageNet-1k order, for decode and compete
+            from .imagenet import imagenet_wnids  # ImageNet-1k order, for decode and compete
 
             class_wnids = imagenet_wnids()
         if class_wnids is not None and len(class_wnids) != classes:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from alexnet_keras import AlexNet, UserError, cli, convert, data
-from alexnet_keras.predict import decode_predictions, imagenet_classes, imagenet_wnids, predict
+from alexnet_keras.imagenet import decode_predictions, imagenet_classes, imagenet_wnids
+from alexnet_keras.predict import predict
 from alexnet_keras.preprocessing import get_spec
 from conftest import require_torch
 from test_convert import Payload, nhwc, seeded_alexnet
