@@ -42,7 +42,6 @@ Example:
 [0.0552, 0.1744]
 """
 
-import math
 import os
 import re
 import zipfile
@@ -51,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .errors import UserError
+from .evaluation.metrics import TopKCounter, finite_rows, softmax, to_probabilities, topk_correct, topk_error, wilson_interval  # noqa: F401
 
 CROP_NAMES = (
     "top-left", "top-right", "bottom-left", "bottom-right", "centre",
@@ -62,112 +62,6 @@ IMAGENET_CLASSES = 1000
 NONFINITE_LIMIT = 0.5
 _WNID = re.compile(r"^n\d{8}$")
 _IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".gif")
-
-
-# --- metrics -----------------------------------------------------------------
-def softmax(logits, axis=-1):
-    """Numerically stable softmax in float64."""
-    z = np.asarray(logits, dtype=np.float64)
-    with np.errstate(invalid="ignore"):  # NaN/inf rows stay non-finite and are counted by the scorer
-        z = z - z.max(axis=axis, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=axis, keepdims=True)
-
-
-def finite_rows(scores):
-    """Booleans: are all of each sample's scores finite (no NaN, no inf)?"""
-    return np.isfinite(np.asarray(scores)).all(axis=1)
-
-
-def topk_correct(scores, labels, k):
-    """Booleans: is each label among the k highest scores, ties counted against it?
-
-    A label is in when fewer than k other classes score `>=` it (the pessimistic
-    rule of the module docstring), and a row with any NaN or inf is always out.
-
-    Args:
-        scores: `(N, C)` probabilities or logits (any monotone scores).
-        labels: `(N,)` integer class indices into the C outputs.
-        k: how many guesses.
-
-    Example:
-    >>> import numpy as np
-    >>> topk_correct(np.array([[0.5, 0.5, 0.0], [np.nan, 1.0, 0.0]]), np.array([0, 1]), 1)
-    array([False, False])
-    """
-    scores = np.asarray(scores)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if scores.ndim != 2 or scores.shape[0] != labels.shape[0]:
-        raise ValueError(f"scores must be (N, C) for N={labels.shape[0]} labels, got {scores.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= scores.shape[1]):
-        raise ValueError(f"labels must lie in [0, {scores.shape[1]}), got {labels.min()}..{labels.max()}")
-    own = scores[np.arange(labels.shape[0]), labels][:, None]
-    with np.errstate(invalid="ignore"):  # NaN comparisons: those rows are masked out below
-        rivals = (scores >= own).sum(axis=1) - 1  # other classes at least as high as the label
-    return finite_rows(scores) & (rivals < k)
-
-
-def topk_error(scores, labels, k):
-    """Fraction of samples whose label is not among the k highest scores.
-
-    Example:
-    >>> import numpy as np
-    >>> logits = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
-    >>> topk_error(logits, np.array([2, 0]), 1), topk_error(logits, np.array([2, 0]), 2)
-    (1.0, 0.5)
-    """
-    correct = topk_correct(scores, labels, k)
-    if correct.size == 0:
-        raise ValueError("no samples")
-    return float(1.0 - correct.mean())
-
-
-class TopKCounter:
-    """Streaming top-k error: add batches, keep only counts.
-
-    Example:
-    >>> import numpy as np
-    >>> c = TopKCounter(ks=(1, 2))
-    >>> c.update(np.array([[0.2, 0.8], [0.9, 0.1]]), np.array([1, 1]))
-    >>> c.errors[1], c.errors[2], c.n, c.nonfinite
-    (1, 0, 2, 0)
-    """
-
-    def __init__(self, ks=(1, 5)):
-        self.ks = tuple(ks)
-        self.errors = {k: 0 for k in self.ks}
-        self.n = 0
-        self.nonfinite = 0  # samples with a NaN or inf score (counted as wrong)
-
-    def update(self, scores, labels):
-        self.nonfinite += int((~finite_rows(scores)).sum())
-        for k in self.ks:
-            self.errors[k] += int((~topk_correct(scores, labels, min(k, np.shape(scores)[1]))).sum())
-        self.n += int(np.asarray(labels).reshape(-1).shape[0])
-
-    def error(self, k):
-        if self.n == 0:
-            raise ValueError("no samples counted")
-        return self.errors[k] / self.n
-
-
-def wilson_interval(errors, n, z=1.96):
-    """Wilson score interval for an error rate of `errors` out of `n`.
-
-    Example:
-    >>> [round(x, 4) for x in wilson_interval(0, 10)]
-    [0.0, 0.2775]
-    """
-    if n <= 0:
-        raise ValueError("n must be positive")
-    if not 0 <= errors <= n:
-        raise ValueError(f"errors must lie in [0, {n}], got {errors}")
-    p = errors / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # --- ten crops ---------------------------------------------------------------
@@ -300,10 +194,6 @@ def model_wnids(model):
     return None
 
 
-def _outputs_logits(model):
-    return getattr(model, "classifier_activation", "softmax") in (None, "linear")
-
-
 def check_ensemble(models):
     """The preprocessing spec all `models` share; `UserError` if they differ in it or in classes."""
     if not models:
@@ -365,8 +255,7 @@ def predict_probs(models, images, ten_crop_size=None):
     total = None
     for model in models:
         for view in views:
-            out = np.asarray(model.predict_on_batch(np.ascontiguousarray(view)), dtype=np.float64)
-            probs = softmax(out) if _outputs_logits(model) else out
+            probs = to_probabilities(model.predict_on_batch(np.ascontiguousarray(view)), model)
             total = probs if total is None else total + probs
     return total / (len(models) * len(views))
 
