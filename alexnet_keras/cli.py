@@ -154,12 +154,13 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
     """Loads, scores and times; returns (score, models, clock sentence)."""
     import time
 
-    from . import evaluate as ev
+    from .evaluate import load_models  # moves to models.presets
+    from .evaluation import evaluate
 
-    models = ev.load_models(model_paths)
+    models = load_models(model_paths)
     start = time.perf_counter()
-    result = ev.evaluate(models, source, ten_crop=ten_crop, only_imagenet_val=only_imagenet_val,
-                         batch_size=batch_size, names=list(model_paths))
+    result = evaluate(models, source, ten_crop=ten_crop, only_imagenet_val=only_imagenet_val,
+                      batch_size=batch_size, names=list(model_paths))
     took = time.perf_counter() - start
     return result, _gtx580_clock(models, result.images, 10 if ten_crop else 1, took)
 

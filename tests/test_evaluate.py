@@ -1,12 +1,13 @@
-"""alexnet_keras.evaluate: top-k error, ten crops, ensembles, intervals and scoring."""
+"""alexnet_keras.evaluation: top-k error, ten crops, ensembles, intervals and scoring."""
 
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from alexnet_keras import evaluate as ev
+from alexnet_keras import evaluation as ev
 from alexnet_keras.errors import UserError
+from alexnet_keras.evaluate import load_models  # moves to models.presets (RS-A)
 
 
 class FakeModel:
@@ -174,11 +175,11 @@ def test_ten_crop_positions_and_flips():
     corners = [tuple(crops[i, 0, 0, :2].astype(int)) for i in range(5)]
     assert corners == [(0, 0), (0, 5), (3, 0), (3, 5), (1, 2)]
     for i in range(5):
-        t, l = corners[i]
-        np.testing.assert_array_equal(crops[i], image[t : t + 5, l : l + 5])
+        t, left = corners[i]
+        np.testing.assert_array_equal(crops[i], image[t : t + 5, left : left + 5])
         # the flipped crop mirrors columns: its first column is the crop's last one
         np.testing.assert_array_equal(crops[i + 5], crops[i][:, ::-1])
-        assert crops[i + 5][0, 0, 1] == l + 4
+        assert crops[i + 5][0, 0, 1] == left + 4
     assert ev.CROP_NAMES[4] == "centre" and ev.CROP_NAMES[5] == "top-left flipped"
 
 
@@ -331,17 +332,17 @@ def test_ensemble_needs_one_spec():
 # --- files -------------------------------------------------------------------
 def test_load_models_user_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        ev.load_models([tmp_path / "missing.keras"])
+        load_models([tmp_path / "missing.keras"])
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip file")
     with pytest.raises(UserError, match="cannot load"):
-        ev.load_models([bad])
+        load_models([bad])
     txt = tmp_path / "model.txt"
     txt.write_text("hello")
     with pytest.raises(UserError, match="not a Keras model"):
-        ev.load_models([txt])
+        load_models([txt])
     with pytest.raises(UserError, match="is a directory"):
-        ev.load_models([tmp_path])
+        load_models([tmp_path])
 
 
 def test_only_image_classifiers_are_scored(tmp_path):
@@ -350,7 +351,7 @@ def test_only_image_classifiers_are_scored(tmp_path):
     vector = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     vector.save(tmp_path / "vector.keras")
     with pytest.raises(UserError, match=r"vector\.keras is not an image classifier .* \(None, 4\) to \(None, 2\)"):
-        ev.load_models([tmp_path / "vector.keras"])
+        load_models([tmp_path / "vector.keras"])
     one = FakeModel(np.ones((1, 1)))  # a single output is no classifier
     with pytest.raises(UserError, match="not an image classifier"):
         ev.check_ensemble([one])
