@@ -2,7 +2,9 @@
 
 Every command is a thin layer over a library function that notebooks can call
 too. Bad input (click usage errors and `UserError`) prints one line and exits 2.
-Heavy imports (Keras, TF) happen inside the commands so `--help` is instant.
+The command starts through the launcher `alexnet_keras_cli` (console script and
+`python -m alexnet_keras_cli`), under which `import alexnet_keras` loads nothing;
+heavy imports (Keras, TF) happen inside the commands, so `--help` is instant.
 """
 
 import json
@@ -10,6 +12,8 @@ import os
 import sys
 
 import click
+
+from .constants import VARIANTS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the output
 
@@ -24,10 +28,11 @@ def cli():
 
 
 def _quiet_backend_start():
-    """Imports Keras and its backend with TF's C++ start-up lines sent to /dev/null.
+    """Imports Keras, its backend and our Keras classes with TF's C++ start-up lines sent to /dev/null.
 
     TF 2.21 prints absl/oneDNN/CUDA notices before its log level applies; they would
-    bury our one-line errors. Python exceptions still surface normally.
+    bury our one-line errors. Python exceptions still surface normally. Importing
+    layers, models and optimizers registers every class a saved model may name.
     """
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
@@ -38,6 +43,7 @@ def _quiet_backend_start():
             import tensorflow as tf
 
             tf.config.list_physical_devices()
+        from . import layers, models, optimizers  # noqa: F401  (registration)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -50,13 +56,13 @@ def echo_json(obj):
 
 # --- summary (issue 2) -------------------------------------------------------
 @cli.command()
-@click.option("--variant", type=click.Choice(["2012", "owt"]), default="2012", show_default=True)
+@click.option("--variant", type=click.Choice(VARIANTS), default="2012", show_default=True)
 @click.option("--classes", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
 def summary(variant, classes, as_json):
     """Per-layer table: output shape, parameters, neurons and MACs."""
     from . import profile
-    from .model import AlexNet
+    from .models import AlexNet
 
     rows = profile.profile_model(AlexNet(variant, classes=classes))
     if as_json:
@@ -154,7 +160,7 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
     """Loads, scores and times; returns (score, models, clock sentence)."""
     import time
 
-    from .evaluate import load_models  # moves to models.presets
+    from .models.presets import load_models
     from .evaluation import evaluate
 
     models = load_models(model_paths)
@@ -176,7 +182,7 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
 def plan_command(variant, batch_size, simulate_gtx580, budget_gib, as_json):
     """Per-layer profile and training memory per replica: does the batch fit?"""
     from . import profile
-    from .model import AlexNet
+    from .models import AlexNet
     from .simulations import clock, hardware, memory
 
     rows = profile.profile_model(AlexNet(variant))
@@ -280,7 +286,7 @@ def compete_command(year, model_paths, source, name, ten_crop, only_imagenet_val
 @click.argument("dst", type=click.Path())
 def convert_command(src, dst):
     """Convert torchvision AlexNet weights (SRC.pth) to DST.keras, DST.weights.h5 or DST.npz."""
-    from .convert import convert
+    from .models.presets import convert
 
     model = convert(src, dst)
     click.echo(f"wrote {dst} (AlexNet {model.variant}, {model.classes} classes)")
@@ -301,11 +307,11 @@ def predict_command(images, model_path, weights, top, as_json):
         echo_json(
             [
                 {"image": image, "predictions": [{"wnid": w, "name": n, "probability": p} for w, n, p in preds]}
-                for image, preds in zip(images, results)
+                for image, preds in zip(images, results, strict=True)
             ]
         )
         return
-    for image, preds in zip(images, results):
+    for image, preds in zip(images, results, strict=True):
         click.echo(image)
         for rank, (wnid, name, prob) in enumerate(preds, 1):
             click.echo(f"  {rank}. {name} ({wnid})  {prob:.4f}")

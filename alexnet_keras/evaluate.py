@@ -28,12 +28,12 @@ def load_models(paths):
             raise UserError(f"cannot load {path}: not a valid .keras file (a .keras model is a zip archive; this one is not)")
     import keras
 
-    from . import model as _model  # noqa: F401  registers AlexNet and its layers
+    from . import models as _models  # noqa: F401  registers AlexNet and its layers
 
     models = []
     for path in paths:
         if not path.endswith(".keras"):
-            from .convert import load_model
+            from .models.presets import load_model
 
             models.append(load_model(path))
             continue

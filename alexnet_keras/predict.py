@@ -11,7 +11,9 @@ import pathlib
 import numpy as np
 
 from .errors import UserError
+from .evaluation.metrics import to_probabilities
 from .imagenet import decode_predictions
+from .models.presets import load_model
 
 
 def predict(images, model=None, weights=None, top=5):
@@ -30,8 +32,7 @@ def predict(images, model=None, weights=None, top=5):
     Example:
     >>> predict("cat.jpg", model="alexnet_owt.keras", top=3)  # doctest: +SKIP
     """
-    from . import data
-    from .convert import load_model
+    from . import data  # TensorFlow's image decoding, loaded on use
 
     if (model is None) == (weights is None):
         raise UserError("pass exactly one of model (a .keras file or Keras model) and weights (.pth or .npz)")
@@ -53,7 +54,7 @@ def predict(images, model=None, weights=None, top=5):
     expected = tuple(model.input_shape[1:3])
     if None not in expected and batch.shape[1:3] != expected:
         raise UserError(f"preprocessing gives {batch.shape[1:3]} images but the model takes {expected}")
-    outputs = np.asarray(model.predict(batch, batch_size=32, verbose=0), np.float64)
+    outputs = model.predict(batch, batch_size=32, verbose=0)
     broken = [path for path, row in zip(paths, outputs, strict=True) if not np.isfinite(row).all()]
     if broken:
         what = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the model"
@@ -61,7 +62,4 @@ def predict(images, model=None, weights=None, top=5):
             f"{what} gave non-finite outputs (NaN or inf) for {len(broken)} of {len(paths)} image(s), e.g. "
             f"{broken[0]}; its weights are probably NaN or inf (a diverged run): use an earlier checkpoint"
         )
-    if getattr(model, "classifier_activation", "softmax") is None:  # logits -> probabilities
-        outputs = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        outputs /= outputs.sum(axis=1, keepdims=True)
-    return decode_predictions(outputs, top, getattr(model, "class_wnids", None))
+    return decode_predictions(to_probabilities(outputs, model), top, getattr(model, "class_wnids", None))

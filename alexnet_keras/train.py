@@ -61,7 +61,7 @@ def _choices():
     """Allowed values of the enumerated fields, from the modules that define them."""
     from .distribute import STRATEGIES
     from .layers import AlexNetDropout, GroupedConv2D
-    from .model import INITS, VARIANTS
+    from .constants import INITS, VARIANTS
 
     return {
         "variant": VARIANTS,
@@ -744,7 +744,7 @@ def build_model(config, class_wnids=None):
     Benchmarks call this too, so they time the very train step `train` runs.
     Call it inside `strategy.scope()` for distributed training.
     """
-    from .model import AlexNet
+    from .models import AlexNet
     from .optimizers import PaperSGD
 
     model = AlexNet(
@@ -772,7 +772,7 @@ def build_model(config, class_wnids=None):
 
 def resolve(config, info):
     """Fills the config's data- and variant-dependent defaults, as config.json records them."""
-    from .model import DEFAULT_DROPOUT, DEFAULT_INIT
+    from .constants import DEFAULT_DROPOUT, DEFAULT_INIT
 
     changes = {}
     if config.classes is None:
@@ -835,7 +835,7 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
             f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
         )
     from . import data, distribute, profile
-    from .model import DEFAULT_PREPROCESSING
+    from .constants import DEFAULT_PREPROCESSING
     from .simulations import clock, memory
 
     # 1. Check everything, writing nothing.

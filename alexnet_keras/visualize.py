@@ -118,7 +118,7 @@ def plot_filters(model, path=None, columns=COLUMNS):
     if path is not None:
         figure_format(path)  # a bad path fails before the model is read
     if isinstance(model, (str, os.PathLike)):
-        from .convert import load_model
+        from .models.presets import load_model
 
         model = load_model(model)
     kernels = conv1_kernels(model)

@@ -1,0 +1,332 @@
+"""AlexNet as a Keras functional model: the 2012 network and torchvision's "owt" layout.
+
+This module is the graph only. `_features_2012` reads line by line against the
+paper's Fig. 2, `_features_owt` against torchvision's `alexnet.py`, and
+`_classifier` is fc6 to fc8 for both. Weights files are read in
+`alexnet_keras.weights`; models built from files live in `presets.py`.
+"""
+
+import functools
+import json
+
+import keras
+
+from ..constants import (
+    DEFAULT_DROPOUT,
+    DEFAULT_INIT,
+    DEFAULT_PREPROCESSING,
+    INITS,
+    INPUT_SIZE,
+    KERAS_PACKAGE,
+    MIN_INPUT,
+    VARIANTS,
+)
+from ..layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization
+from ..preprocessing import get_spec
+from ..weights.io import load_weights
+from ..weights.torchvision import class_wnids as torchvision_class_wnids
+
+POOLINGS = (None, "avg", "max")
+_BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")  # [P] §5: these start with biases of 1 (or Caffe's 0.1)
+
+
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
+class AlexNet(keras.Model):
+    """AlexNet (Krizhevsky, Sutskever and Hinton, NIPS 2012) as a functional model.
+
+    `variant="2012"` is the paper's network. conv2, conv4 and conv5 see only their
+    own tower's half of the maps, as on the paper's two GTX 580s. They are
+    `GroupedConv2D` layers whose kernels use Keras' `groups` layout, run as an
+    explicit two-tower split by default (`tower_impl="split"`): TF has no grouped
+    CPU kernel, and the split trains faster there (benchmarks/RESULTS.md).
+    `tower_impl="grouped"` runs the same weights as one grouped convolution. LRN also stays inside each tower (the
+    original cuda-convnet config has one response-norm layer per GPU), so lrn1
+    normalises each 48-channel half on its own.
+
+    The input is 227x227 so that conv1 gives 55x55 (the paper's "224" needs 2
+    pixels of padding). With 1000 classes it has 60,965,224 parameters.
+
+    Neurons per layer with a 227 input are 290,400 / 186,624 / 64,896 / 64,896 /
+    43,264 / 4,096 / 4,096 / 1,000 (659,272 in all: the paper's "650,000"). The
+    paper's Fig. 2 gives 253,440 for conv1, which is 55 x 48 x 96 rather than
+    55 x 55 x 96; no input size gives it, so we take it as a slip in the figure.
+    Every other layer agrees with Fig. 2.
+
+    `variant="owt"` is torchvision's `alexnet` ("one weird trick") exactly, Dropout
+    before each hidden Linear included: 224 input, conv1 with padding 2, no LRN or
+    groups, adaptive average pooling to 6x6, and 61,100,840 parameters.
+
+    Args:
+        variant: `"2012"` or `"owt"`.
+        include_top: whether to include fc6 to fc8.
+        weights: `None`, `"imagenet"` (owt only: torchvision's IMAGENET1K_V1, whose
+            1000 outputs get ImageNet's class wnids), or a path to `.pth`, `.npz`,
+            `.weights.h5` or `.keras` weights (see `alexnet_keras.weights`).
+        input_shape: optional `(height, width, 3)`.
+        pooling: with `include_top=False`, `None`, `"avg"` or `"max"`.
+        classes: number of classes.
+        classifier_activation: activation of fc8; `None` returns logits.
+        dropout: `"paper"` or `"inverted"`; `None` picks the variant's own
+            (`"paper"` for 2012, `"inverted"` for owt).
+        dropout_rate: drop probability of drop6 and drop7.
+        init: `"paper"` (N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6, fc7),
+            `"caffe"` (the same with biases 0.1) or `"torch"` (PyTorch's defaults);
+            `None` picks `"paper"` for 2012 and `"torch"` for owt.
+        tower_impl: `"split"` or `"grouped"` (2012 only; same weights either way).
+        lrn_convention: `"paper"` (the default: alpha = 1e-4 per summed square, the
+            formula [P] §3.3 prints and most ports follow) or `"cuda-convnet"`
+            (alpha / 5, what the 2012 code computed; see
+            `LocalResponseNormalization`). The paper's formula stays the default
+            because the exact kernel source that trained the 2012 net is not
+            public: the cuda-convnet form is inferred, with high confidence, from
+            the releases before and after it. 2012 only.
+        class_wnids: optional list of WordNet ids, one per class, kept in the config
+            so that predict, evaluate and compete can map labels.
+        preprocessing: a spec name or dict (see `alexnet_keras.preprocessing`);
+            `None` picks the variant's own.
+        seed: optional seed for the dropout masks.
+        name: model name.
+        dtype: a dtype policy (e.g. `"mixed_bfloat16"`) for every layer; `None`
+            uses Keras' global policy.
+
+    Examples:
+    >>> model = AlexNet()
+    >>> model.count_params()
+    60965224
+    >>> AlexNet(variant="owt", classes=10, classifier_activation=None).output_shape
+    (None, 10)
+    """
+
+    def __init__(
+        self,
+        variant="2012",
+        include_top=True,
+        weights=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        dropout=None,
+        dropout_rate=0.5,
+        init=None,
+        tower_impl="split",
+        lrn_convention="paper",
+        class_wnids=None,
+        preprocessing=None,
+        seed=None,
+        name=None,
+        dtype=None,
+        **kwargs,
+    ):
+        # === Arguments ===
+        variant = str(variant)
+        _check_arguments(variant, include_top, input_shape, pooling, init, classes, class_wnids)
+        dropout = dropout or DEFAULT_DROPOUT[variant]
+        init = init or DEFAULT_INIT[variant]
+        input_shape = tuple(input_shape or (INPUT_SIZE[variant], INPUT_SIZE[variant], 3))
+        if weights == "imagenet" and class_wnids is None:
+            class_wnids = torchvision_class_wnids(classes)  # the preset's outputs are in ImageNet order
+
+        # === Functional Model ===
+        image = keras.Input(shape=input_shape, name="image")
+        if variant == "2012":
+            x = _features_2012(image, init, tower_impl, lrn_convention, dtype)
+        else:
+            x = _features_owt(image, init, dtype)
+        if include_top:
+            x = _classifier(x, variant, init, classes, classifier_activation, dropout, dropout_rate, seed, dtype)
+        elif pooling == "avg":
+            x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
+        elif pooling == "max":
+            x = keras.layers.GlobalMaxPooling2D(name="max_pool", dtype=dtype)(x)
+        super().__init__(inputs=image, outputs=x, name=name or f"alexnet_{variant}", dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.variant = variant
+        self.include_top = include_top
+        self.pooling = pooling
+        self.classes = classes
+        self.classifier_activation = classifier_activation
+        self.dropout = dropout
+        self.dropout_rate = dropout_rate
+        self.init = init
+        self.tower_impl = tower_impl
+        self.lrn_convention = lrn_convention
+        # Kept as immutable values: Keras wraps list/dict attributes in trackers that
+        # point back at the model, so copying one would copy the whole model.
+        self._class_wnids = tuple(class_wnids) if class_wnids is not None else None
+        self._preprocessing = json.dumps(get_spec(preprocessing or DEFAULT_PREPROCESSING[variant]))
+        self.seed = seed
+
+        # === Weights ===
+        if weights is not None:
+            load_weights(self, weights)
+
+    @property
+    def class_wnids(self):
+        """WordNet ids of the classes, or None."""
+        return list(self._class_wnids) if self._class_wnids is not None else None
+
+    @property
+    def preprocessing(self):
+        """The preprocessing spec (a fresh plain dict) these weights expect."""
+        return json.loads(self._preprocessing)
+
+    def get_config(self):
+        return {
+            "variant": self.variant,
+            "include_top": self.include_top,
+            "weights": None,  # the weights travel in the file, not as a path
+            "input_shape": tuple(self.input_shape[1:]),
+            "pooling": self.pooling,
+            "classes": self.classes,
+            "classifier_activation": self.classifier_activation,
+            "dropout": self.dropout,
+            "dropout_rate": self.dropout_rate,
+            "init": self.init,
+            "tower_impl": self.tower_impl,
+            "lrn_convention": self.lrn_convention,
+            "class_wnids": self.class_wnids,
+            "preprocessing": self.preprocessing,
+            "seed": self.seed,
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
+
+
+def _check_arguments(variant, include_top, input_shape, pooling, init, classes, class_wnids):
+    """`ValueError` for arguments that cannot build an AlexNet."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if init is not None and init not in INITS:
+        raise ValueError(f"init must be one of {tuple(INITS)}, got {init!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
+    if class_wnids is not None and len(class_wnids) != classes:
+        raise ValueError(f"{len(class_wnids)} class_wnids given for {classes} classes")
+    if input_shape is None:
+        return
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(f"input_shape must be (height, width, 3), got {input_shape}")
+    for size in input_shape[:2]:
+        if size is not None and size < MIN_INPUT[variant]:
+            raise ValueError(f"AlexNet {variant} needs inputs of at least {MIN_INPUT[variant]} px, got {input_shape}")
+        if variant == "2012" and include_top and _pool5_size(size) != 6:
+            raise ValueError(
+                f"AlexNet 2012 with include_top=True needs a 6x6 pool5 map (227x227 input); "
+                f"{input_shape} gives {_pool5_size(size)}. Use include_top=False for other sizes."
+            )
+
+
+def _pool5_size(size):
+    """Spatial size at pool5 of the 2012 net for a square input (None stays None)."""
+    if size is None:
+        return None
+    size = (size - 11) // 4 + 1  # conv1: 11x11, stride 4, no padding
+    for _ in range(3):  # pool1, pool2, pool5: 3x3, stride 2 (conv2 to conv5 keep the size)
+        size = (size - 3) // 2 + 1
+    return size
+
+
+def _features_2012(x, init, tower_impl, lrn_convention, dtype):
+    """Fig. 2's five conv layers; `groups=2` keeps a layer on its own GPU's half of the maps."""
+    conv = functools.partial(_conv, init=init, tower_impl=tower_impl, dtype=dtype)
+    lrn = functools.partial(_lrn, convention=lrn_convention, dtype=dtype)
+    pool = functools.partial(_pool, dtype=dtype)
+    x = conv(x, 96, 11, "conv1", strides=4, padding="valid")  # 55x55x96, 48 maps per GPU
+    x = pool(lrn(x, "lrn1"), "pool1")  # 27x27x96
+    x = conv(x, 256, 5, "conv2", groups=2)  # 27x27x256: each GPU reads only its own 48 maps
+    x = pool(lrn(x, "lrn2"), "pool2")  # 13x13x256
+    x = conv(x, 384, 3, "conv3")  # 13x13x384: reads both GPUs' maps
+    x = conv(x, 384, 3, "conv4", groups=2)  # 13x13x384
+    x = conv(x, 256, 3, "conv5", groups=2)  # 13x13x256
+    return pool(x, "pool5")  # 6x6x256
+
+
+def _features_owt(x, init, dtype):
+    """torchvision's `features` and `avgpool`: one tower, no LRN, conv1 padded by 2."""
+    conv = functools.partial(_conv, init=init, dtype=dtype)
+    pool = functools.partial(_pool, dtype=dtype)
+    x = keras.layers.ZeroPadding2D(2, name="pad1", dtype=dtype)(x)
+    x = pool(conv(x, 64, 11, "conv1", strides=4, padding="valid"), "pool1")  # 27x27x64
+    x = pool(conv(x, 192, 5, "conv2"), "pool2")  # 13x13x192
+    x = conv(x, 384, 3, "conv3")
+    x = conv(x, 256, 3, "conv4")
+    x = pool(conv(x, 256, 3, "conv5"), "pool5")  # 6x6x256 for a 224 input
+    return keras.layers.AdaptiveAveragePooling2D((6, 6), name="avgpool", dtype=dtype)(x)
+
+
+def _classifier(x, variant, init, classes, activation, dropout, rate, seed, dtype):
+    """fc6 to fc8. The paper drops fc6's and fc7's outputs; torchvision drops their inputs."""
+
+    def drop(x, name, offset):
+        layer_seed = None if seed is None else seed + offset
+        return AlexNetDropout(rate, mode=dropout, seed=layer_seed, name=name, dtype=dtype)(x)
+
+    dense = functools.partial(_dense, init=init, dtype=dtype)
+    x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
+    if variant == "owt":  # torchvision: Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear
+        x = dense(drop(x, "drop6", 0), 4096, "fc6")
+        x = dense(drop(x, "drop7", 1), 4096, "fc7")
+    else:
+        x = drop(dense(x, 4096, "fc6"), "drop6", 0)
+        x = drop(dense(x, 4096, "fc7"), "drop7", 1)
+    return dense(x, classes, "fc8", activation=activation)
+
+
+def _conv(x, filters, kernel, name, init, dtype, strides=1, padding="same", groups=1, tower_impl="split"):
+    """A ReLU convolution; with `groups > 1`, a `GroupedConv2D` with one tower per GPU."""
+    kernel_init, bias_init = _initializers(init, name, fan_in=kernel * kernel * x.shape[-1] // groups)
+    common = dict(
+        strides=strides,
+        padding=padding,
+        activation="relu",
+        kernel_initializer=kernel_init,
+        bias_initializer=bias_init,
+        name=name,
+        dtype=dtype,
+    )
+    if groups == 1:
+        return keras.layers.Conv2D(filters, kernel, **common)(x)
+    return GroupedConv2D(filters, kernel, groups=groups, implementation=tower_impl, **common)(x)
+
+
+def _lrn(x, name, convention, dtype):
+    """[P] §3.3 response normalisation, within each GPU's maps."""
+    return LocalResponseNormalization(groups=2, convention=convention, name=name, dtype=dtype)(x)
+
+
+def _pool(x, name, dtype):
+    """Overlapping max pooling ([P] §3.4): 3x3 windows, stride 2."""
+    return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name=name, dtype=dtype)(x)
+
+
+def _dense(x, units, name, init, dtype, activation="relu"):
+    kernel_init, bias_init = _initializers(init, name, fan_in=x.shape[-1])
+    return keras.layers.Dense(
+        units,
+        activation=activation,
+        kernel_initializer=kernel_init,
+        bias_initializer=bias_init,
+        name=name,
+        dtype=dtype,
+    )(x)
+
+
+def _initializers(init, name, fan_in):
+    """Kernel and bias initialisers for layer `name` under an init scheme."""
+    if init == "torch":
+        # torch's default: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)), bias alike.
+        bound = 1.0 / fan_in**0.5
+        return (
+            keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+            keras.initializers.RandomUniform(-bound, bound),
+        )
+    bias = INITS[init] if name in _BIAS_ONE else 0.0
+    return keras.initializers.RandomNormal(stddev=0.01), keras.initializers.Constant(bias)
