@@ -1,4 +1,4 @@
-"""alexnet_keras.data: decoding, preprocessing, folder/synthetic/TFDS pipelines."""
+"""alexnet_keras.data: decoding, preprocessing, folder/synthetic/TFDS pipelines (normalisation: test_preprocessing.py)."""
 
 import io
 import math
@@ -15,7 +15,6 @@ from PIL import Image
 
 from alexnet_keras import data
 from alexnet_keras.errors import UserError
-from alexnet_keras.preprocessing import get_spec
 
 # Typed from alexnet-facts.md ("Data and evaluation"), not imported, so a typo in
 # the module's constants fails the PCA test.
@@ -106,14 +105,6 @@ def test_center_crop_offsets():
     np.testing.assert_array_equal(crop[..., 1], xs[top : top + 4, left : left + 4])
     assert (crop[0, 0, 0], crop[0, 0, 1]) == (3, 4)
     assert data.center_crop(np.stack([ys, xs, xs], -1)[:, :12], 5).numpy()[0, 0, 1] == 4  # 3.5 -> 4
-
-
-@pytest.mark.parametrize("name", ["paper", "torchvision"])
-def test_normalize_matches_numpy(name):
-    spec = get_spec(name)
-    image = noise((5, 6, 3)).astype(np.float32)
-    expected = (image * spec["scale"] - np.array(spec["mean"])) / np.array(spec["std"])
-    np.testing.assert_allclose(data.normalize(image, name).numpy(), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_pca_color_noise_matches_hand_computation():
@@ -444,8 +435,9 @@ SLOW_DNS = """
 import socket, sys, time
 socket.getaddrinfo = lambda *args, **kwargs: time.sleep(600)  # a link that never answers
 from alexnet_keras import data
+from alexnet_keras.data import tfds as tfds_source
 from alexnet_keras.errors import UserError
-data._missing_manual_files = lambda builder, manual_dir: []
+tfds_source._missing_manual_files = lambda builder, manual_dir: []
 try:
     data.load("tfds:mnist", batch_size=2, tfds_data_dir=sys.argv[1], tfds_manual_dir=sys.argv[2])
 except UserError as e:

@@ -1,0 +1,244 @@
+"""Image folders: `PATH/train/<class>/` and `PATH/val/<class>/` of JPEG or PNG files.
+
+Class names are the sorted folder names. Files that cannot be used are skipped
+and counted, never crash a run: undecodable files and files beyond the image
+limits (found once by `decode_cache`), dangling symlinks, symlink loops and file
+names that are not UTF-8. Validation files come in one fixed shuffled order.
+"""
+
+import errno
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from ..constants import IMAGE_EXTENSIONS, IMAGENET_VAL_PREFIX
+from ..errors import UserError
+from .decode_cache import unusable_cached
+from .info import SKIP_DANGLING, SKIP_LIMITS, SKIP_LOOP, SKIP_NON_UTF8, SKIP_UNREADABLE, make_info
+from .limits import LIMITS_TEXT, decode_checked
+from .transforms import pipeline
+
+# Validation files are put in one fixed pseudo-random order (the same in every run,
+# whatever --seed), so that the first --validation-steps batches mix the classes.
+VAL_ORDER_SEED = 2012
+
+
+# --- listing -------------------------------------------------------------------
+def _display(path):
+    """A path that prints whatever its bytes: non-UTF-8 bytes show as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(name):
+    try:
+        name.encode("utf-8")  # os.scandir keeps undecodable bytes as lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _entry_kind(entry):
+    """"dir", "file", None (something else: ignored) or a SKIP_* reason; never raises."""
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+    except OSError as e:  # is_dir()/is_file() follow symlinks: a loop raises ELOOP
+        return SKIP_LOOP if e.errno == errno.ELOOP else SKIP_UNREADABLE
+    return SKIP_DANGLING if entry.is_symlink() else None
+
+
+def _scandir(path):
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except OSError as e:
+        raise UserError(f"cannot read folder {_display(path)}: {e.strerror}") from None
+
+
+def _class_dirs(root, skipped=None):
+    """Sorted class folder names in `root`; broken entries go to `skipped` (path -> (reason, detail))."""
+    classes = []
+    for entry in _scandir(root):
+        if entry.name.startswith("."):
+            continue
+        kind = _entry_kind(entry)
+        if kind == "dir":
+            if not _is_utf8(entry.name):
+                raise UserError(
+                    f"class folder name is not valid UTF-8: {_display(entry.path)}; rename it (class names are text)"
+                )
+            classes.append(entry.name)
+        elif kind not in (None, "file") and skipped is not None:
+            skipped[entry.path] = (kind, "")
+    return sorted(classes)
+
+
+def _list_images(root, classes, name_filter=None, skipped=None):
+    """(paths, labels) of the images in `root/<class>/`, labels by `classes` order.
+
+    Image-named entries that cannot be used (dangling symlinks, symlink loops,
+    non-UTF-8 names) go to `skipped` as path -> (reason, detail).
+    """
+    skipped = {} if skipped is None else skipped
+    paths, labels = [], []
+    for label, cls in enumerate(classes):
+        names = []
+        for entry in _scandir(os.path.join(root, cls)):
+            if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            if name_filter is not None and not name_filter(entry.name):
+                continue
+            kind = _entry_kind(entry)
+            if kind == "file":
+                if _is_utf8(entry.name):
+                    names.append(entry.name)
+                else:
+                    skipped[entry.path] = (SKIP_NON_UTF8, "")
+            elif kind not in (None, "dir"):
+                skipped[entry.path] = (kind, "")
+        names.sort()
+        paths += [os.path.join(root, cls, n) for n in names]
+        labels += [label] * len(names)
+    return paths, labels
+
+
+def _check_folder(path):
+    if not os.path.isdir(path):
+        raise UserError(f"data folder not found: {path}")
+
+
+def _folder_classes(root, skipped=None):
+    classes = _class_dirs(root, skipped)
+    if not classes:
+        raise UserError(f"no class folders in {root} (expected {root}/<class>/*.jpg)")
+    return classes
+
+
+# --- what was skipped or is missing ----------------------------------------------
+def _warn_skipped(skipped, where):
+    """One warning line: how many files were skipped under `where`, by reason, with examples."""
+    by_reason = {}
+    for path, (reason, detail) in sorted(skipped.items()):
+        by_reason.setdefault(reason, []).append(_display(path) + (f" {detail}" if detail else ""))
+    parts = []
+    for reason, items in by_reason.items():
+        limits = f", {LIMITS_TEXT}" if reason == SKIP_LIMITS else ""
+        shown = ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+        parts.append(f"{len(items)} {reason}{limits} ({shown})")
+    warnings.warn(f"skipped {len(skipped)} image file(s) under {_display(where)}: " + "; ".join(parts), stacklevel=3)
+
+
+def _drop_unusable(splits, where, skipped):
+    """Removes unusable files from each (paths, labels), adding them to `skipped`; warns once."""
+    skipped.update(unusable_cached([p for paths, _ in splits for p in paths]))
+    if skipped:
+        _warn_skipped(skipped, where)
+    kept = []
+    for paths, labels in splits:
+        pairs = [(p, y) for p, y in zip(paths, labels, strict=True) if p not in skipped]
+        kept.append(([p for p, _ in pairs], [y for _, y in pairs]))
+    return kept
+
+
+def _empty_classes(classes, labels, split, where):
+    """The classes with no images in a split, with a warning if there are any."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=len(classes))
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if empty:
+        shown = ", ".join(_display(c) for c in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        consequence = "their accuracy cannot be measured" if split == "val" else "the model cannot learn them"
+        warnings.warn(
+            f"{len(empty)} of {len(classes)} classes have no {split} images under {_display(where)} "
+            f"({shown}): {consequence}",
+            stacklevel=3,
+        )
+    return empty
+
+
+# --- datasets ------------------------------------------------------------------
+def _read_and_decode(path):
+    return decode_checked(tf.io.read_file(path))
+
+
+def _files_dataset(paths, labels, spec, **kwargs):
+    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int32)))
+    return pipeline(ds, _read_and_decode, spec, shuffle_buffer=len(paths), **kwargs)
+
+
+def _fixed_shuffle(paths, labels):
+    """`paths` and `labels` in the one pseudo-random order of `VAL_ORDER_SEED` (the same every run)."""
+    order = np.random.default_rng(VAL_ORDER_SEED).permutation(len(paths))
+    return [paths[i] for i in order], [labels[i] for i in order]
+
+
+def _folder_info(path, classes, train_examples, val_examples, spec, batch_size, skipped, empty):
+    reasons = {p: reason for p, (reason, _) in skipped.items()}
+    return make_info(str(path), "folder", classes, train_examples, val_examples, spec, batch_size, reasons, empty)
+
+
+def load_folder(path, spec, *, batch_size, seed, validation):
+    """`data.load` for a folder `PATH` with `train/<class>/` (and `val/<class>/`)."""
+    _check_folder(path)
+    layout = "expected PATH/train/<class>/ and PATH/val/<class>/"
+    train_root, val_root = os.path.join(path, "train"), os.path.join(path, "val")
+    if not os.path.isdir(train_root):
+        raise UserError(f"{path} has no train/ folder ({layout})")
+    if validation and not os.path.isdir(val_root):
+        raise UserError(f"{path} has no val/ folder ({layout}; or pass validation=False)")
+    skipped = {}
+    classes = _folder_classes(train_root, skipped)
+    if len(classes) < 2:
+        raise UserError(f"{train_root} has only one class folder ({classes[0]}); need at least 2")
+    if validation and _class_dirs(val_root, skipped) != classes:
+        val_classes = set(_class_dirs(val_root))
+        only_train = sorted(set(classes) - val_classes)[:3]
+        only_val = sorted(val_classes - set(classes))[:3]
+        raise UserError(
+            f"train/ and val/ class folders differ in {path}: only in train {only_train}, only in val {only_val}"
+        )
+    roots = [train_root, val_root] if validation else [train_root]
+    splits = [_list_images(root, classes, skipped=skipped) for root in roots]
+    for (paths, _), root in zip(splits, roots, strict=True):
+        if not paths:
+            raise UserError(f"no JPEG or PNG images in {root}/<class>/")
+    splits = _drop_unusable(splits, path, skipped)
+    empty = {
+        split: _empty_classes(classes, labels, split, path)
+        for split, (_, labels) in zip(("train", "val"), splits, strict=False)  # no val split without validation
+    }
+    train_paths, train_labels = splits[0]
+    if len(train_paths) < batch_size:
+        raise UserError(f"{len(train_paths)} training images in {path}, fewer than one batch of {batch_size}")
+    train_ds = _files_dataset(train_paths, train_labels, spec, train=True, batch_size=batch_size, seed=seed)
+    val_ds, val_n = None, None
+    if validation:
+        val_paths, val_labels = _fixed_shuffle(*splits[1])
+        val_ds = _files_dataset(val_paths, val_labels, spec, train=False, batch_size=batch_size)
+        val_n = len(val_paths)
+    info = _folder_info(path, classes, len(train_paths), val_n, spec, batch_size, skipped, empty)
+    return train_ds, val_ds, info
+
+
+def eval_folder(where, spec, *, batch_size, split, crop, only_imagenet_val):
+    """`data.eval_dataset` for a folder: `where/<split>/<class>/`, or `where/<class>/` itself."""
+    _check_folder(where)
+    root = os.path.join(where, split)
+    if not os.path.isdir(root):
+        if any(os.path.isdir(os.path.join(where, s)) for s in ("train", "val")):
+            raise UserError(f"{where} has no {split}/ folder")
+        root = where  # a class-per-folder directory itself
+    skipped = {}
+    classes = _folder_classes(root, skipped)
+    name_filter = (lambda n: n.startswith(IMAGENET_VAL_PREFIX)) if only_imagenet_val else None
+    paths, labels = _list_images(root, classes, name_filter, skipped)
+    if not paths:
+        which = f"{IMAGENET_VAL_PREFIX}* images" if only_imagenet_val else "JPEG or PNG images"
+        raise UserError(f"no {which} in {root}/<class>/")
+    [(paths, labels)] = _drop_unusable([(paths, labels)], root, skipped)
+    empty = {split: _empty_classes(classes, labels, split, root)}
+    ds = _files_dataset(paths, labels, spec, train=False, batch_size=batch_size, crop=crop)
+    return ds, _folder_info(root, classes, None, len(paths), spec, batch_size, skipped, empty)
