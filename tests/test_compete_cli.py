@@ -133,7 +133,7 @@ def test_console_script_has_no_traceback(tmp_path):
 # --- end to end with a tiny saved model ----------------------------------------
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from alexnet_keras.model import AlexNet
+    from alexnet_keras.models import AlexNet
 
     path = tmp_path_factory.mktemp("model") / "owt10.keras"
     AlexNet("owt", classes=10, class_wnids=IMAGENETTE_WNIDS, classifier_activation=None, seed=0).save(path)

@@ -7,7 +7,7 @@ import pytest
 
 from alexnet_keras import evaluation as ev
 from alexnet_keras.errors import UserError
-from alexnet_keras.evaluate import load_models  # moves to models.presets (RS-A)
+from alexnet_keras.models.presets import load_models
 
 
 class FakeModel:
@@ -301,7 +301,7 @@ def test_score_refuses_a_mostly_nonfinite_model():
 
 def test_score_refuses_a_nan_alexnet():
     """The issue's case: an AlexNet whose weights went NaN would have scored 0% error."""
-    from alexnet_keras.model import AlexNet
+    from alexnet_keras.models import AlexNet
 
     model = AlexNet("owt", classes=10, classifier_activation=None, seed=0)
     fc8 = model.get_layer("fc8")

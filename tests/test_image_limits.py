@@ -254,7 +254,7 @@ def owt_npz(tmp_path_factory):
     import keras
 
     from alexnet_keras import AlexNet
-    from alexnet_keras.convert import export_npz
+    from alexnet_keras.weights import export_npz
 
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("owt") / "owt.npz"

@@ -269,7 +269,7 @@ def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_s
         mostly non-finite (see `score`).
     """
     from ..data import eval_dataset  # TensorFlow: only when data is read
-    from ..evaluate import load_models  # moves to models.presets (RS-A)
+    from ..models.presets import load_models
 
     models = [m for m in (models if isinstance(models, (list, tuple)) else [models])]
     names = names or [os.fspath(m) if isinstance(m, (str, os.PathLike)) else getattr(m, "name", "model")
