@@ -160,8 +160,8 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
     """Loads, scores and times; returns (score, models, clock sentence)."""
     import time
 
-    from .models.presets import load_models
     from .evaluation import evaluate
+    from .models.presets import load_models
 
     models = load_models(model_paths)
     start = time.perf_counter()
@@ -226,8 +226,11 @@ def evaluate_command(model_paths, source, ten_crop, only_imagenet_val, batch_siz
         click.echo(when)
 
 
+from .constants import YEARS  # noqa: E402 -- plain data, no Keras
+
+
 @cli.command("compete")
-@click.option("--year", type=click.Choice(["2010", "2011", "2012"]), default="2012", show_default=True)
+@click.option("--year", type=click.Choice([str(y) for y in YEARS]), default=str(YEARS[-1]), show_default=True)
 @click.option("--model", "model_paths", multiple=True, type=click.Path(),
               help="A .keras model to place on the table; repeat for an ensemble.")
 @click.option("--data", "source", default=None, help=_DATA_HELP)
@@ -241,42 +244,26 @@ def evaluate_command(model_paths, source, ten_crop, only_imagenet_val, batch_siz
 def compete_command(year, model_paths, source, name, ten_crop, only_imagenet_val, batch_size, as_json, plot_path):
     """Replay ILSVRC: the ranked table, and where your model would have placed."""
     from .errors import UserError
-    from .simulations import leaderboard
+    from .plots import figure_format, plot_leaderboard
+    from .simulations import report
 
     year = int(year)
     if bool(model_paths) != bool(source):
         raise UserError("--model and --data go together: give both to place a model, neither for the table")
     if plot_path:
-        from .visualize import figure_format
-
         figure_format(plot_path)  # an unwritable path or unknown format fails before any scoring
     result = placement = when = None
     if model_paths:
         result, when = _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size)
         for w in result.warnings:
             click.echo(f"warning: {w}", err=True)
-        placement = leaderboard.place(year, result.top5_error, name=name, comparable=result.comparable,
-                                      reason=result.reason, ci95=result.top5_ci95, top1_error=result.top1_error)
+        placement = report.place_score(year, result.as_dict(), name)
     if as_json:
-        report = leaderboard.report(year, placement)
-        if result is not None:
-            report["you"].update(
-                top1_error=result.top1_error, top5_error=result.top5_error, ci95=result.ci95,
-                images=result.images, classes=result.classes, model_classes=result.model_classes,
-                label=result.label, ten_crop=result.ten_crop, nonfinite=result.nonfinite,
-                warnings=result.warnings, clock=when,
-            )
-        echo_json(report)
+        echo_json(report.compete_report(year, placement, None if result is None else result.as_dict(), when))
     else:
-        if result is not None:
-            click.echo(result.summary())
-            click.echo(when)
-            click.echo()
-        click.echo(leaderboard.format_table(year, placement))
-        click.echo()
-        click.echo(leaderboard.format_progression())
+        click.echo(report.compete_text(year, placement, None if result is None else result.summary(), when))
     if plot_path:
-        leaderboard.plot(placement or year, plot_path)
+        plot_leaderboard(placement or year, plot_path)
         click.echo(f"wrote {plot_path}", err=as_json)
 
 # --- convert, predict, show (issue 5) ----------------------------------------
@@ -328,7 +315,7 @@ def show():
 @click.option("--out", required=True, type=click.Path(), help="Image file to write, e.g. fig3.png.")
 def show_filters(model_path, out):
     """conv1's kernels as in the paper's Figure 3 (two GPU groups for 2012)."""
-    from .visualize import plot_filters
+    from .plots import plot_filters
 
     fig = plot_filters(model_path, out)
     click.echo(f"wrote {out} ({len(fig.axes)} kernels)")

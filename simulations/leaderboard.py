@@ -5,7 +5,8 @@ error on the test set). For 2010 and 2011 only the winners are stored, each with
 a `verified` flag: [P] Table 1 gives the best 2010 entry as 28.2%, while the often
 quoted 0.28191 (2010) and 0.2577 (2011) were not checked against a source.
 
-Errors are fractions (0.15315); the text table shows percentage points.
+Errors are fractions (0.15315). The replay's text and JSON are in `report.py`,
+the bar chart in `alexnet_keras.plots`.
 
 Example:
 >>> p = place(2012, 0.20)
@@ -17,9 +18,8 @@ Example:
 
 from dataclasses import asdict, dataclass, field
 
+from ..constants import YEARS
 from ._data import as_bool, read_csv
-
-YEARS = (2010, 2011, 2012)
 
 
 @dataclass(frozen=True)
@@ -232,191 +232,3 @@ def place(year, top5_error, name="your entry", *, comparable=True, reason="", ci
         would_have_won=top5_error < winner.top5_error,
         notes=notes,
     )
-
-
-def _pct(x):
-    return f"{x * 100:.3f}"
-
-
-def format_table(year=2012, placement=None):
-    """The ranked table as fixed-width text (errors in percent, 3 decimals).
-
-    A comparable placement is ranked among the entries and marked `<-`; a
-    non-comparable one goes into its own "not comparable" section below.
-    """
-    if placement is not None:
-        year = placement.year
-        rows = placement.ranked()
-    else:
-        rows = [(rank_of(load(year), e.top5_error), e, False) for e in load(year)]
-    lines = [f"ILSVRC{year} classification, top-5 error (%)"]
-    header = f"{'rank':>4}  {'team':<28} {'top-5':>7}  entry"
-    lines += [header, "-" * 78]
-    for rank, e, is_you in rows:
-        mark = "  <- you" if is_you else ""
-        flag = " (unverified)" if not e.verified and not is_you else ""
-        extra = " [extra data]" if e.extra_data else ""
-        lines.append(f"{rank:>4}  {e.team[:28]:<28} {_pct(e.top5_error):>7}  {e.entry}{extra}{flag}{mark}")
-    if placement is not None and placement.comparable and placement.ci95:
-        lo, hi = placement.ci95
-        lines.append(f"      {placement.you.team}: 95% CI {_pct(lo)} to {_pct(hi)}")
-    if placement is not None and not placement.comparable:
-        you = placement.you
-        lines += ["", "not comparable (not ranked with the entries above):"]
-        ci = f", 95% CI {_pct(placement.ci95[0])}-{_pct(placement.ci95[1])}" if placement.ci95 else ""
-        lines.append(f"      {you.team}: top-5 {_pct(you.top5_error)}{ci}; would rank {placement.rank} of {len(placement.table) + 1}")
-        if placement.reason:
-            lines.append(f"      why: {placement.reason}")
-    for alt in winners(primary_only=False):
-        if alt.year == year and alt not in winners():
-            lines.append(f"      (also quoted for {alt.team}: {_pct(alt.top5_error)}, {'verified' if alt.verified else 'unverified'})")
-    margin = winning_margin(year)
-    if margin is not None:
-        w, r = load(year)[0], runner_up(year)
-        lines += ["", f"{w.team} won by {margin:.3f} points over {r.team} ({_pct(r.top5_error)} - {_pct(w.top5_error)})."]
-    if placement is not None:
-        verb = "is" if placement.comparable else "would be"
-        if placement.margin_vs_runner_up is not None:
-            lines.append(_margin_line(placement.you.team, verb, placement.margin_vs_runner_up, placement.runner_up))
-        lines.append(_margin_line(placement.you.team, verb, placement.margin_vs_winner, placement.winner))
-        verdict = "would have won" if placement.would_have_won else "would not have won"
-        lines.append(f"{placement.you.team} {verdict} ILSVRC{year}{'' if placement.comparable else ' (if it were comparable)'}.")
-    return "\n".join(lines)
-
-
-def _margin_line(name, verb, points, other):
-    side = "ahead of" if points > 0 else "behind" if points < 0 else "level with"
-    return f"{name} {verb} {abs(points):.3f} points {side} {other.team} ({_pct(other.top5_error)})."
-
-
-def format_progression():
-    """Winning top-5 error per year as text, with verification flags."""
-    lines = ["Winning top-5 error by year (each year on its own test set):"]
-    for p in progression():
-        flag = "" if p["verified"] else "  (unverified)"
-        lines.append(f"  {p['year']}  {p['team']:<30} {_pct(p['top5_error']):>7}{flag}")
-    return "\n".join(lines)
-
-
-def plot(placement_or_year, path, title=None):
-    """Saves a horizontal bar chart of a table (matplotlib's Agg backend).
-
-    The runner-up team's best error is drawn as a dashed line; a placed entry is
-    highlighted (hatched when not comparable).
-
-    Args:
-        placement_or_year: a `Placement` or a year.
-        path: where to write the image; its extension picks the format (PNG
-            without one), checked before any drawing
-            (`alexnet_keras.visualize.figure_format`, `UserError` if unsupported).
-        title: optional title.
-
-    Returns:
-        `path`.
-    """
-    import matplotlib
-
-    from alexnet_keras.visualize import figure_format, save_figure  # no Keras behind it
-
-    figure_format(path)
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = figure(placement_or_year, title=title)
-    try:
-        save_figure(fig, path, dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
-
-
-def figure(placement_or_year, title=None):
-    """The bar chart of `plot` as a matplotlib Figure (for notebooks)."""
-    import matplotlib.pyplot as plt
-
-    placement = placement_or_year if isinstance(placement_or_year, Placement) else None
-    year = placement.year if placement else _check_year(placement_or_year)
-    table = load(year)
-    rows = [(e, False) for e in table]
-    if placement is not None:
-        rows.append((placement.you, True))
-    rows.sort(key=lambda r: r[0].top5_error)
-
-    colours = {"SuperVision": "#1f77b4"}
-    fig, ax = plt.subplots(figsize=(10, 0.42 * len(rows) + 2.0))
-    labels, values, bar_colours, hatches = [], [], [], []
-    for e, is_you in rows:
-        if is_you:
-            tag = f" (#{placement.rank})" if placement.comparable else f" (not comparable; would rank {placement.rank})"
-            labels.append(f"{e.team}{tag}")
-            bar_colours.append("#d62728")
-            hatches.append("" if placement.comparable else "//")
-        else:
-            short = e.entry if len(e.entry) <= 34 else e.entry[:31] + "..."
-            labels.append(f"{e.team} - {short}" if len(table) > 1 else f"{e.team}")
-            bar_colours.append(colours.get(e.team, "#9e9e9e"))
-            hatches.append("" if e.verified else "..")
-        values.append(e.top5_error * 100)
-    y = range(len(rows))
-    bars = ax.barh(y, values, color=bar_colours, edgecolor="black", linewidth=0.4)
-    for bar, hatch in zip(bars, hatches):
-        bar.set_hatch(hatch)
-    for yi, v in zip(y, values):
-        ax.text(v + 0.3, yi, f"{v:.3f}", va="center", fontsize=8)
-    ax.set_yticks(list(y))
-    ax.set_yticklabels(labels, fontsize=8)
-    second = runner_up(year)
-    if second is not None:
-        ax.axvline(second.top5_error * 100, color="black", linestyle="--", linewidth=1)
-        ax.text(second.top5_error * 100 + 0.3, -0.75, f"runner-up {second.team}: {second.top5_error * 100:.1f}%",
-                fontsize=8, va="center")
-    ax.set_ylim(len(rows) - 0.5, -1.2)  # room above the first bar for the line's label
-    from matplotlib.patches import Patch
-
-    legend = [Patch(facecolor="#9e9e9e", label="other teams")]
-    if any(e.team == "SuperVision" for e in table):
-        legend.insert(0, Patch(facecolor="#1f77b4", label="SuperVision (AlexNet)"))
-    if placement is not None:
-        legend.append(Patch(facecolor="#d62728", hatch="" if placement.comparable else "//",
-                            label="your entry" + ("" if placement.comparable else " (not comparable)")))
-    if any(not e.verified for e in table):
-        legend.append(Patch(facecolor="#9e9e9e", hatch="..", label="unverified figure"))
-    # below the x label, so it never hides a bar or the runner-up line's label
-    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, 0), borderaxespad=4, ncol=len(legend),
-              fontsize=8, frameon=False)
-    ax.set_xlabel("top-5 error (%)")
-    ax.set_xlim(0, max(values) * 1.15)
-    ax.set_title(title or f"ILSVRC{year} classification (top-5 error, lower is better)")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def report(year=2012, placement=None):
-    """The table as a JSON-ready dict: year, entries (with rank), margin, progression, you.
-
-    `you` is None without a placement; otherwise the placement's fields, `rank`
-    being where the entry falls (a "would rank" when not comparable).
-    """
-    table = load(year)
-    second = runner_up(year)
-    return {
-        "year": int(year),
-        "entries": [
-            {
-                "rank": rank_of(table, e.top5_error),
-                "team": e.team,
-                "entry": e.entry,
-                "top5_error": e.top5_error,
-                "extra_data": e.extra_data,
-                "verified": e.verified,
-                "source": e.source,
-            }
-            for e in table
-        ],
-        "winner": table[0].team,
-        "runner_up": second.team if second else None,
-        "winning_margin_points": None if second is None else round(winning_margin(year), 6),
-        "progression": progression(),
-        "you": None if placement is None else placement.as_dict(),
-    }

@@ -1,4 +1,4 @@
-"""alexnet_keras.simulations: leaderboards, GTX 580, the 2012 clock and the memory plan."""
+"""alexnet_keras.simulations: leaderboards and their report, GTX 580, the 2012 clock and the memory plan."""
 
 import math
 import re
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from alexnet_keras.errors import UserError
-from alexnet_keras.simulations import _data, clock, hardware, leaderboard, memory
+from alexnet_keras.simulations import _data, clock, hardware, leaderboard, memory, report
 from conftest import shared_path
 
 # Typed by hand from the results page, independent of the shared facts file.
@@ -90,7 +90,7 @@ def test_progression_2010_to_2012():
     assert [(r["year"], r["top5_error"], r["verified"]) for r in p] == [
         (2010, 0.282, True), (2011, 0.2577, False), (2012, 0.15315, True)
     ]
-    assert "unverified" in leaderboard.format_progression()
+    assert "unverified" in report.format_progression()
 
 
 def test_place_inserts_and_computes_margins():
@@ -119,22 +119,53 @@ def test_not_comparable_entry_is_not_ranked():
     p = leaderboard.place(2012, 0.30, comparable=False, reason="10 classes")
     assert p.rank == 12
     assert all(not you for _, _, you in p.ranked()) and len(p.ranked()) == 16
-    text = leaderboard.format_table(placement=p)
+    text = report.format_table(placement=p)
     table_part, rest = text.split("not comparable", 1)
     assert "your entry" not in table_part
     assert "would rank 12" in rest and "10 classes" in rest
 
 
 def test_text_table_shows_exact_percentages():
-    text = leaderboard.format_table(2012)
-    for team, err in HAND_2012:
+    text = report.format_table(2012)
+    for _team, err in HAND_2012:
         assert f"{err * 100:.3f}" in text
     assert "10.857" in text
 
 
-def test_plot_writes_png(tmp_path):
-    path = leaderboard.plot(leaderboard.place(2012, 0.2), tmp_path / "t.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+# A model's score as `evaluation.Score.as_dict()` gives it (hand-made: 200 images, 10 classes).
+SCORE = {
+    "top1_error": 0.5, "top5_error": 0.2, "top1_ci95": [0.43, 0.57], "top5_ci95": [0.15, 0.26],
+    "ci95": {"top1": [0.43, 0.57], "top5": [0.15, 0.26]}, "images": 200, "classes": 10, "model_classes": 10,
+    "comparable": False, "reason": "10 classes, not ImageNet-1k's 1000", "label": "ImageNet subset (200 images, 10 classes)",
+    "ten_crop": True, "models": 1, "nonfinite": 0, "warnings": ["a warning"],
+}
+
+
+def test_compete_report_adds_the_score_and_clock():
+    placement = report.place_score(2012, SCORE, name="tiny")
+    assert (placement.you.team, placement.rank, placement.comparable) == ("tiny", 3, False)  # 20% is third
+    assert placement.ci95 == (0.15, 0.26) and placement.top1_error == 0.5
+    table = report.compete_report(2012)
+    assert table["you"] is None and table == report.report(2012)
+    placed = report.compete_report(2012, placement, SCORE, clock="it took 1 s")
+    you = placed["you"]
+    assert (you["name"], you["rank"], you["would_have_won"], you["clock"]) == ("tiny", 3, False, "it took 1 s")
+    assert {k: you[k] for k in ("images", "classes", "model_classes", "label", "ten_crop", "nonfinite", "warnings")} == {
+        "images": 200, "classes": 10, "model_classes": 10, "label": SCORE["label"], "ten_crop": True,
+        "nonfinite": 0, "warnings": ["a warning"],
+    }
+    assert you["ci95"] == {"top1": [0.43, 0.57], "top5": [0.15, 0.26]} and you["top5_ci95"] == [0.15, 0.26]
+    assert you["margin_vs_winner"] == pytest.approx(15.315 - 20.0)
+    assert {k: placed[k] for k in placed if k != "you"} == {k: table[k] for k in table if k != "you"}
+
+
+def test_compete_text_puts_the_score_above_the_table():
+    placement = report.place_score(2012, SCORE, name="tiny")
+    text = report.compete_text(2012, placement, "SUMMARY", "CLOCK")
+    table = report.format_table(2012, placement)
+    assert text == "\n".join(["SUMMARY", "CLOCK", "", table, "", report.format_progression()])
+    assert report.compete_text(2012) == report.format_table(2012) + "\n\n" + report.format_progression()
+    assert "would rank 3 of 17" in text and "why: 10 classes" in text
 
 
 def test_simulations_import_no_keras():

@@ -1,11 +1,17 @@
-"""Figure 3: conv1's kernels, two GPU groups of 48 for 2012 and 64 for owt."""
+"""alexnet_keras.plots: Figure 3 (conv1's kernels, two GPU groups of 48 for 2012 and 64 for owt) and the
+ILSVRC leaderboard bar chart; no global matplotlib backend switch."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_keras import AlexNet, UserError, cli, convert
-from alexnet_keras.visualize import conv1_kernels, plot_filters
+from alexnet_keras import AlexNet, UserError, cli, export_npz
+from alexnet_keras.plots import conv1_kernels, leaderboard_figure, plot_filters, plot_leaderboard
+from alexnet_keras.simulations import leaderboard
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -55,7 +61,7 @@ def test_each_kernel_is_normalised_on_its_own():
 
 
 def test_cli_show_filters(tmp_path, capsys):
-    convert.export_npz(AlexNet("2012"), tmp_path / "paper.npz")
+    export_npz(AlexNet("2012"), tmp_path / "paper.npz")
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["show", "filters", "--model", str(tmp_path / "paper.npz"), "--out", str(tmp_path / "fig3.png")])
     assert exit_info.value.code == 0
@@ -78,7 +84,7 @@ def test_weights_h5_has_no_architecture(tmp_path):
 
 
 def test_out_is_written_under_the_name_given(tmp_path, capsys):
-    convert.export_npz(AlexNet("owt", include_top=False), tmp_path / "features.npz")
+    export_npz(AlexNet("owt", include_top=False), tmp_path / "features.npz")
     out = tmp_path / "out"  # no extension: a PNG at exactly this path, and that path reported
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["show", "filters", "--model", str(tmp_path / "features.npz"), "--out", str(out)])
@@ -115,3 +121,58 @@ def test_conv1_must_be_a_finite_rgb_convolution():
     model.get_layer("conv1").kernel.assign(kernel)
     with pytest.raises(UserError, match="not finite"):
         conv1_kernels(model)
+
+
+# --- the leaderboard -----------------------------------------------------------
+def test_leaderboard_plot_writes_png(tmp_path):
+    path = plot_leaderboard(leaderboard.place(2012, 0.2), tmp_path / "t.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    check_png(path)
+
+
+def test_leaderboard_figure_bars():
+    fig = leaderboard_figure(leaderboard.place(2012, 0.30, comparable=False, reason="10 classes"))
+    [ax] = fig.axes
+    bars = ax.patches[:17]  # the legend's patches are not in ax.patches
+    widths = [round(b.get_width(), 3) for b in bars]
+    assert len(ax.patches) == 17 and widths == sorted(widths)
+    assert widths[0] == 15.315 and widths[-1] == 41.048 and 30.0 in widths  # [R12]'s best and worst, and ours
+    ours = bars[widths.index(30.0)]
+    assert ours.get_hatch() == "//"  # hatched: not comparable
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[widths.index(30.0)] == "your entry (not comparable; would rank 12)"
+    assert ax.get_title() == "ILSVRC2012 classification (top-5 error, lower is better)"
+    assert [round(x, 3) for x in ax.lines[0].get_xdata()] == [26.172, 26.172]  # the runner-up ISI's line
+    unverified = leaderboard_figure(2011).axes[0].patches[0]
+    assert unverified.get_hatch() == ".." and round(unverified.get_width(), 2) == 25.77
+
+
+def test_leaderboard_checks_year_and_path_first(tmp_path):
+    with pytest.raises(ValueError, match="no leaderboard for 2013"):
+        leaderboard_figure(2013)
+    with pytest.raises(UserError, match=r"\.xyz is not an image format"):
+        plot_leaderboard(2012, tmp_path / "t.xyz")
+    assert list(tmp_path.iterdir()) == []
+
+
+NO_GLOBAL_BACKEND = """
+import sys, matplotlib
+from alexnet_keras import plots
+from alexnet_keras.simulations import leaderboard
+plots.plot_leaderboard(leaderboard.place(2012, 0.2), sys.argv[1])
+plots.plot_filters(sys.argv[2], sys.argv[3])
+print(matplotlib.get_backend())
+"""
+
+
+def test_no_global_backend_switch(tmp_path):
+    """Before: leaderboard.plot called matplotlib.use("Agg"), switching the caller's backend."""
+    export_npz(AlexNet("owt", include_top=False), tmp_path / "owt.npz")
+    env = dict(os.environ, MPLBACKEND="svg")
+    args = [str(tmp_path / "t.png"), str(tmp_path / "owt.npz"), str(tmp_path / "f.png")]
+    result = subprocess.run([sys.executable, "-c", NO_GLOBAL_BACKEND, *args], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["svg"]  # still the caller's backend
+    check_png(tmp_path / "t.png")
+    check_png(tmp_path / "f.png")

@@ -1,9 +1,15 @@
-"""The paper's Figure 3: conv1's kernels drawn as small colour images.
+"""Every figure the package draws, each a `matplotlib.figure.Figure` built directly.
 
-In the paper the 96 kernels of 11x11x3 come in two groups of 48, one per GPU:
-GPU 1 learned largely colour-agnostic edge detectors, GPU 2 colour blobs. Our
-2012 model keeps that split (kernels 0-47 feed tower 0, 48-95 tower 1), so the
-figure shows one labelled panel per tower; an owt model has one group of 64.
+No pyplot and no global backend switch (`matplotlib.use`): a figure is saved
+through `save_figure`, so a notebook's or a program's own backend is left alone.
+
+* `plot_filters`: the paper's Figure 3, conv1's kernels drawn as small colour
+  images. In the paper the 96 kernels of 11x11x3 come in two groups of 48, one
+  per GPU: GPU 1 learned largely colour-agnostic edge detectors, GPU 2 colour
+  blobs. Our 2012 model keeps that split (kernels 0-47 feed tower 0, 48-95
+  tower 1), so the figure shows one labelled panel per tower; an owt model has
+  one group of 64.
+* `plot_leaderboard`: an ILSVRC table as a bar chart, with a placed entry.
 """
 
 import math
@@ -12,6 +18,7 @@ import os
 import numpy as np
 
 from .errors import UserError
+from .simulations.leaderboard import Placement, load, runner_up
 
 COLUMNS = 16  # Figure 3 has 16 kernels a row
 # A figure path without an extension is written in this format, under exactly that name.
@@ -142,3 +149,94 @@ def plot_filters(model, path=None, columns=COLUMNS):
     if path is not None:
         save_figure(fig, path, dpi=150)
     return fig
+
+
+# --- ILSVRC leaderboards -------------------------------------------------------
+_SUPERVISION = "#1f77b4"  # AlexNet's team
+_OTHERS = "#9e9e9e"
+_YOURS = "#d62728"
+
+
+def leaderboard_figure(placement_or_year, title=None):
+    """A year's table as a horizontal bar chart (a `Figure`, for notebooks).
+
+    The runner-up team's best error is drawn as a dashed line; a placed entry is
+    highlighted (hatched when not comparable), unverified figures are dotted.
+
+    Args:
+        placement_or_year: a `simulations.leaderboard.Placement` or a year.
+        title: optional title.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    placement = placement_or_year if isinstance(placement_or_year, Placement) else None
+    year = placement.year if placement else int(placement_or_year)
+    table = load(year)  # checks the year
+    rows = [(e, False) for e in table]
+    if placement is not None:
+        rows.append((placement.you, True))
+    rows.sort(key=lambda r: r[0].top5_error)
+
+    fig = Figure(figsize=(10, 0.42 * len(rows) + 2.0), layout="tight")
+    ax = fig.subplots()
+    labels, values, bar_colours, hatches = [], [], [], []
+    for e, is_you in rows:
+        if is_you:
+            tag = f" (#{placement.rank})" if placement.comparable else f" (not comparable; would rank {placement.rank})"
+            labels.append(f"{e.team}{tag}")
+            bar_colours.append(_YOURS)
+            hatches.append("" if placement.comparable else "//")
+        else:
+            short = e.entry if len(e.entry) <= 34 else e.entry[:31] + "..."
+            labels.append(f"{e.team} - {short}" if len(table) > 1 else f"{e.team}")
+            bar_colours.append(_SUPERVISION if e.team == "SuperVision" else _OTHERS)
+            hatches.append("" if e.verified else "..")
+        values.append(e.top5_error * 100)
+    y = range(len(rows))
+    bars = ax.barh(y, values, color=bar_colours, edgecolor="black", linewidth=0.4)
+    for bar, hatch in zip(bars, hatches, strict=True):
+        bar.set_hatch(hatch)
+    for yi, v in zip(y, values, strict=True):
+        ax.text(v + 0.3, yi, f"{v:.3f}", va="center", fontsize=8)
+    ax.set_yticks(list(y))
+    ax.set_yticklabels(labels, fontsize=8)
+    second = runner_up(year)
+    if second is not None:
+        ax.axvline(second.top5_error * 100, color="black", linestyle="--", linewidth=1)
+        ax.text(second.top5_error * 100 + 0.3, -0.75, f"runner-up {second.team}: {second.top5_error * 100:.1f}%",
+                fontsize=8, va="center")
+    ax.set_ylim(len(rows) - 0.5, -1.2)  # room above the first bar for the line's label
+    legend = [Patch(facecolor=_OTHERS, label="other teams")]
+    if any(e.team == "SuperVision" for e in table):
+        legend.insert(0, Patch(facecolor=_SUPERVISION, label="SuperVision (AlexNet)"))
+    if placement is not None:
+        legend.append(Patch(facecolor=_YOURS, hatch="" if placement.comparable else "//",
+                            label="your entry" + ("" if placement.comparable else " (not comparable)")))
+    if any(not e.verified for e in table):
+        legend.append(Patch(facecolor=_OTHERS, hatch="..", label="unverified figure"))
+    # below the x label, so it never hides a bar or the runner-up line's label
+    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, 0), borderaxespad=4, ncol=len(legend),
+              fontsize=8, frameon=False)
+    ax.set_xlabel("top-5 error (%)")
+    ax.set_xlim(0, max(values) * 1.15)
+    ax.set_title(title or f"ILSVRC{year} classification (top-5 error, lower is better)")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def plot_leaderboard(placement_or_year, path, title=None):
+    """Saves `leaderboard_figure` at `path`.
+
+    Args:
+        placement_or_year: a `Placement` or a year.
+        path: where to write the image; its extension picks the format (PNG
+            without one), checked before any drawing (`figure_format`).
+        title: optional title.
+
+    Returns:
+        `path`.
+    """
+    figure_format(path)
+    save_figure(leaderboard_figure(placement_or_year, title=title), path, dpi=120, bbox_inches="tight")
+    return path
