@@ -81,9 +81,11 @@ def summary(variant, classes, as_json):
 
 # --- plan and train (issue 3) ------------------------------------------------
 # (train commands go here)
+from .constants import DROPOUT_MODES, INIT_SCHEMES, STRATEGIES  # noqa: E402 -- plain data, no Keras
+
 _TRAIN_FLAGS = {
     "data": click.option("--data", help="'synthetic' (default), a folder with train/ and val/, or tfds:NAME[/CONFIG]."),
-    "variant": click.option("--variant", type=click.Choice(["2012", "owt"]), help="Default: 2012 (the paper's net)."),
+    "variant": click.option("--variant", type=click.Choice(VARIANTS), help="Default: 2012 (the paper's net)."),
     "epochs": click.option("--epochs", type=click.IntRange(min=1), help="Default: 90 on real data, 1 on synthetic."),
     "steps_per_epoch": click.option("--steps-per-epoch", type=click.IntRange(min=1),
                                     help="Batches per epoch (default: one pass over the training set)."),
@@ -92,12 +94,12 @@ _TRAIN_FLAGS = {
     "batch_size": click.option("--batch-size", type=click.IntRange(min=1), help="Global batch (paper: 128)."),
     "lr": click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (paper: 0.01)."),
     "lr_schedule": click.option("--lr-schedule", help="'paper' (drop /10 on plateau, 3 times) or step:25,51,79."),
-    "init": click.option("--init", type=click.Choice(["paper", "caffe", "torch"]), help="paper: biases 1; caffe: 0.1."),
-    "dropout": click.option("--dropout", type=click.Choice(["paper", "inverted"]),
+    "init": click.option("--init", type=click.Choice(INIT_SCHEMES), help="paper: biases 1; caffe: 0.1."),
+    "dropout": click.option("--dropout", type=click.Choice(DROPOUT_MODES),
                             help="paper: scale outputs at test time; inverted: scale at training time."),
     "classes": click.option("--classes", type=click.IntRange(min=2), help="Default: the data's class count."),
     "seed": click.option("--seed", type=int, help="Seeds initial weights, shuffling and augmentation (0 to 2^32-1)."),
-    "strategy": click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]),
+    "strategy": click.option("--strategy", type=click.Choice(STRATEGIES),
                              help="auto: mirrored over several GPUs, else one device."),
     "tfds_data_dir": click.option("--tfds-data-dir", type=click.Path(file_okay=False), help="TFDS data_dir."),
     "tfds_manual_dir": click.option("--tfds-manual-dir", type=click.Path(file_okay=False),
@@ -172,7 +174,7 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
 
 
 @cli.command("plan")
-@click.option("--variant", type=click.Choice(["2012", "owt"]), default="2012", show_default=True)
+@click.option("--variant", type=click.Choice(VARIANTS), default="2012", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Global batch.")
 @click.option("--simulate-gtx580", is_flag=True,
               help="Two replicas of a 3 GB GTX 580, each taking half of the batch.")

@@ -19,10 +19,10 @@ import json
 import os
 from dataclasses import dataclass
 
+from .constants import GTX580_MEMORY_BYTES, STRATEGIES
 from .errors import UserError
 
-GTX580_MEMORY_MIB = 3072
-STRATEGIES = ("auto", "default", "mirrored")
+GTX580_MEMORY_MIB = GTX580_MEMORY_BYTES // 2**20  # logical GPUs take MiB
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,23 @@ import math
 import os
 import pathlib
 import platform
+import shutil
 import sys
 import time
 
 import keras
 import numpy as np
 
+from .constants import (
+    DEFAULT_DROPOUT,
+    DEFAULT_INIT,
+    DEFAULT_PREPROCESSING,
+    DROPOUT_MODES,
+    INIT_SCHEMES,
+    STRATEGIES,
+    TOWER_IMPLS,
+    VARIANTS,
+)
 from .errors import UserError
 
 SYNTHETIC_DEFAULT_EPOCHS = 1  # a few minutes on 2 CPU cores with 20 steps of 128
@@ -57,20 +68,14 @@ RESUME_MAY_CHANGE = (
 )
 
 
-def _choices():
-    """Allowed values of the enumerated fields, from the modules that define them."""
-    from .distribute import STRATEGIES
-    from .layers import AlexNetDropout, GroupedConv2D
-    from .constants import INITS, VARIANTS
-
-    return {
-        "variant": VARIANTS,
-        "init": tuple(INITS),
-        "dropout": AlexNetDropout.MODES,
-        "tower_impl": GroupedConv2D.IMPLEMENTATIONS,
-        "strategy": STRATEGIES,
-    }
-
+# The allowed values of the enumerated fields (constants.py defines them once).
+CHOICES = {
+    "variant": VARIANTS,
+    "init": INIT_SCHEMES,
+    "dropout": DROPOUT_MODES,
+    "tower_impl": TOWER_IMPLS,
+    "strategy": STRATEGIES,
+}
 
 # (lowest allowed, whether None is allowed) for integer fields.
 _INT_FIELDS = {
@@ -157,7 +162,7 @@ class TrainConfig:
 
     def validate(self):
         """Raises `UserError` naming the first field with a value that cannot work; returns self."""
-        for name, allowed in _choices().items():
+        for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value is None and name in ("init", "dropout"):
                 continue
@@ -324,7 +329,6 @@ class RunDir:
             write(tmp)
             _fsync(tmp)
             os.replace(tmp, path)
-            _fsync(path.parent)
         except BaseException as e:
             try:
                 tmp.unlink()
@@ -334,6 +338,10 @@ class RunDir:
                 raise UserError(f"cannot write {path}: {_why(e)}; its previous version is kept and "
                                 "no partial file is left") from None
             raise
+        try:
+            _fsync(path.parent)  # makes the rename itself durable; not every filesystem allows it
+        except OSError:
+            pass
 
     def write_text(self, relative, text):
         def write(tmp):
@@ -379,7 +387,8 @@ def _check_fresh(run):
     path = run.path
     if path.exists() and not path.is_dir():
         raise UserError(f"--run-dir {path} is a file; give a folder (new or empty)")
-    if not path.exists() or not any(path.iterdir()):
+    # A kill between creating the folder and writing config.json leaves at most its temporary file.
+    if not path.exists() or all(p.name == _tmp_name("config.json") for p in path.iterdir()):
         return
     if run.config_record() is not None:
         raise UserError(f"{path} already holds an alexnet-keras run; add --resume to continue or extend it "
@@ -538,7 +547,7 @@ class RunWriter(keras.callbacks.Callback):
         error = 1.0 - logs["val_acc"] if "val_acc" in logs else None
         best = self.best["best_error"]
         if best is None or (error is not None and error < best):
-            run.write_with("checkpoints/best.keras", lambda tmp: _copy(run / "checkpoints/last.keras", tmp))
+            run.write_with("checkpoints/best.keras", lambda tmp: shutil.copyfile(run / "checkpoints/last.keras", tmp))
             self.best.update(best_error=error, best_epoch=n)
         run.write_json("checkpoints/last.json", self.record(n, "checkpoints/last.keras"))
 
@@ -556,12 +565,6 @@ class RunWriter(keras.callbacks.Callback):
             if old < n - BACKUP_KEEP + 1:
                 run.remove(f"backup/epoch-{old:04d}.json")
                 run.remove(f"backup/epoch-{old:04d}.weights.h5")
-
-
-def _copy(src, dst):
-    with open(src, "rb") as a, open(dst, "wb") as b:
-        while chunk := a.read(1 << 24):
-            b.write(chunk)
 
 
 def _backups(run):
@@ -657,25 +660,30 @@ def _read_record(run, record_path):
 def restore(model, run):
     """Loads the newest loadable state of `run` into `model` (built, optimizer built).
 
-    Tries the backup epochs and `checkpoints/last.keras`, newest epoch first (a
-    backup before last.keras of the same epoch). Returns `(record, note)`: the
+    Every record (the backup epochs' records, `state.json` and
+    `checkpoints/last.json`) names its weights; they are tried newest epoch first,
+    a backup before `last.keras` for the same epoch. Returns `(record, note)`: the
     record of the state loaded, or None for the start, and one line saying what
     was loaded and what could not be.
     """
     paths = [f"backup/epoch-{e:04d}.json" for e in _backups(run)]
-    if (run / "checkpoints/last.json").exists():
-        paths.append("checkpoints/last.json")
+    paths += [p for p in ("state.json", "checkpoints/last.json") if (run / p).exists()]
     problems, records = [], []
+
+    def problem(e):
+        if str(e) not in problems:  # state.json names the same weights as the newest backup
+            problems.append(str(e))
+
     for order, record_path in enumerate(paths):
         try:
             records.append((-_read_record(run, record_path)["epoch"], order, record_path))
         except _Unusable as e:
-            problems.append(str(e))
+            problem(e)
     for _, _, record_path in sorted(records):
         try:
             record = _load_state(model, run, record_path)
         except _Unusable as e:
-            problems.append(str(e))
+            problem(e)
             continue
         note = f"resuming from the end of epoch {record['epoch']} ({record['weights']})"
         return record, "; ".join([*problems, note])
@@ -691,7 +699,8 @@ def training_stream(train_ds, epochs_done, steps, pass_batches):
     Each pass over `train_ds` shuffles and augments with the next seeds of its
     seed sequence, and a new iterator draws them without reading any data. So
     whole passes are skipped by opening (and dropping) one iterator each, and
-    only a part pass, when `steps` does not divide into passes, is read and dropped.
+    only a part pass, when `steps` does not divide into passes, is read and dropped
+    (all of it when the pass length is unknown, a TFDS set without a size).
     """
     seen = epochs_done * steps
     passes, offset = divmod(seen, pass_batches) if pass_batches else (0, seen)
@@ -772,8 +781,6 @@ def build_model(config, class_wnids=None):
 
 def resolve(config, info):
     """Fills the config's data- and variant-dependent defaults, as config.json records them."""
-    from .constants import DEFAULT_DROPOUT, DEFAULT_INIT
-
     changes = {}
     if config.classes is None:
         changes["classes"] = info.classes
@@ -835,7 +842,6 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
             f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
         )
     from . import data, distribute, profile
-    from .constants import DEFAULT_PREPROCESSING
     from .simulations import clock, memory
 
     # 1. Check everything, writing nothing.
@@ -917,7 +923,8 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         "resumes": (saved_record or {}).get("resumes", []),
     }
     if resume:
-        record["resumes"] = record["resumes"] + [{"from_epoch": resumed_from, "changed": changed}]
+        if changed or config.epochs > resumed_from:  # a resume with nothing to do leaves no trace
+            record["resumes"] = record["resumes"] + [{"from_epoch": resumed_from, "changed": changed}]
         for partial in run.partial_files():
             run.remove(partial.relative_to(run.path))
         history_rows[:] = [r for r in history_rows if int(r["epoch"]) <= resumed_from]

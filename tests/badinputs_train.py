@@ -50,7 +50,7 @@ def _ours(tmp, **changes):
 
 def _trained(tmp):
     """A real one-epoch tiny run in R."""
-    cmd = [sys.executable, "-m", "alexnet_keras.cli", "train", "--epochs", "1", *RUN, *TINY]
+    cmd = [sys.executable, "-m", "alexnet_keras_cli", "train", "--epochs", "1", *RUN, *TINY]
     result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp / "R"
@@ -61,8 +61,8 @@ def _corrupt(what):
         run = _trained(tmp)
         if what == "state":
             (run / "state.json").write_text("{not json")
-        elif what == "metadata":  # every backup generation's metadata: nothing left to fall back on but last.keras
-            for meta in (run / "backup").glob("*.json*"):
+        elif what == "metadata":  # every record of the backup: only last.keras is left to fall back on
+            for meta in [*(run / "backup").glob("*.json*"), run / "state.json"]:
                 meta.write_text('{"epoch": ')
         elif what == "weights":  # the newest backup weights, cut short as a kill mid-write leaves them
             newest = max((run / "backup").glob("*.weights.h5*"), key=lambda p: p.stat().st_mtime)

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from alexnet_keras import train as T
 from alexnet_keras.errors import UserError
 from alexnet_keras.optimizers import PaperSGD
 from alexnet_keras.train import TrainConfig, parse_schedule, train
 
-CLI = [sys.executable, "-m", "alexnet_keras.cli"]
+CLI = [sys.executable, "-m", "alexnet_keras_cli"]
 # Small synthetic runs: 10 classes, batches of 8, a few steps.
 TINY = ["--set", "synthetic_classes=10", "--set", "synthetic_val_examples=16", "--batch-size", "8"]
 
@@ -226,21 +227,19 @@ def test_config_files_that_are_not_objects(tmp_path, content, fragment):
         TrainConfig.from_file(path)
 
 
-def test_cli_choices_are_the_models():
-    """The CLI spells the choices out (so --help needs no Keras); they must equal the model's."""
+def test_cli_choices_are_the_validated_ones():
+    """The CLI offers exactly what validate accepts (both read constants.py)."""
     from alexnet_keras.cli import _TRAIN_FLAGS
     from alexnet_keras.cli import train as train_command
-    from alexnet_keras.train import _choices
 
     params = {p.name: p for p in train_command.params}
-    flagged = [name for name in _choices() if name in _TRAIN_FLAGS]
+    flagged = [name for name in T.CHOICES if name in _TRAIN_FLAGS]
     assert flagged == ["variant", "init", "dropout", "strategy"]  # tower_impl is --set only
     for name in flagged:
-        assert tuple(params[name].type.choices) == tuple(_choices()[name]), name
+        assert tuple(params[name].type.choices) == tuple(T.CHOICES[name]), name
 
 
 # --- the run directory: checks before writes, atomic writes ------------------------
-from alexnet_keras import train as T  # noqa: E402
 
 
 def _ours(run, **config):
@@ -389,6 +388,11 @@ def test_resume_falls_back_to_the_newest_loadable_state(tmp_path):
     assert record["epoch"] == 3 and note == "resuming from the end of epoch 3 (backup/epoch-0003.weights.h5)"
     _assert_state(model, states[3])
 
+    # state.json is one more record of the newest backup; damaged, it is named and passed over.
+    (tmp_path / "state.json").write_text("{not json")
+    record, note = T.restore(_tiny(), run)
+    assert note.startswith("state.json is unreadable") and record["weights"] == "backup/epoch-0003.weights.h5"
+
     # A backup cut short, as a kill or a full disk leaves it: last.keras has the same epoch.
     weights = tmp_path / "backup" / "epoch-0003.weights.h5"
     weights.write_bytes(weights.read_bytes()[:1000])
@@ -408,7 +412,7 @@ def test_resume_falls_back_to_the_newest_loadable_state(tmp_path):
     (tmp_path / "backup" / "epoch-0002.json").write_text('{"epoch": ')
     record, note = T.restore(_tiny(), run)
     assert record is None and note.endswith("no loadable state: starting again from epoch 1")
-    assert "\n" not in note and note.count("unreadable") == 3
+    assert "\n" not in note and note.count("unreadable") == 4
 
 
 def test_resume_refuses_weights_that_changed_since_their_record(tmp_path):
