@@ -58,15 +58,15 @@ def _map_checkout_simulations():
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    setattr(sys.modules[__name__], "simulations", module)  # as the import system does for a submodule
+    sys.modules[__name__].simulations = module  # as the import system does for a submodule
 
 
 _map_checkout_simulations()
 
 
 def plot_filters(*args, **kwargs):
-    """conv1's kernels as in the paper's Figure 3; see `alexnet_keras.visualize.plot_filters`."""
-    from .visualize import plot_filters as plot  # matplotlib loads on use
+    """conv1's kernels as in the paper's Figure 3; see `alexnet_keras.plots.plot_filters`."""
+    from .plots import plot_filters as plot  # matplotlib loads on use
 
     return plot(*args, **kwargs)
 

@@ -55,9 +55,9 @@ def plain_keras(path, input_shape=(8, 8, 3), units=10, fill=None):
 
 def features_npz(path):
     """The 2012 network without its classifier (conv1-conv5, ~9 MB): a real model for `show filters`."""
-    from alexnet_keras import AlexNet, convert
+    from alexnet_keras import AlexNet, export_npz
 
-    convert.export_npz(AlexNet("2012", include_top=False), path)
+    export_npz(AlexNet("2012", include_top=False), path)
     return path
 
 

@@ -15,7 +15,7 @@ import badinputs_data
 import badinputs_eval
 import badinputs_train
 
-CLI = [sys.executable, "-m", "alexnet_keras.cli"]
+CLI = [sys.executable, "-m", "alexnet_keras_cli"]
 CASES = badinputs_train.CASES + badinputs_data.CASES + badinputs_eval.CASES
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-CLI = [sys.executable, "-m", "alexnet_keras.cli"]
+CLI = [sys.executable, "-m", "alexnet_keras_cli"]
 
 
 def run(*args):
@@ -17,8 +17,16 @@ def test_help_lists_commands_without_loading_a_backend():
     result = run("--help")
     assert result.returncode == 0
     assert "summary" in result.stdout
-    code = "import sys, alexnet_keras.cli; assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules"
+    code = "import sys, alexnet_keras_cli; assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_choice_lists_come_from_constants():
+    from alexnet_keras.cli import cli
+    from alexnet_keras.constants import VARIANTS
+
+    variant = next(p for p in cli.commands["summary"].params if p.name == "variant")
+    assert tuple(variant.type.choices) == VARIANTS
 
 
 def test_summary_table_totals():

@@ -10,7 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from alexnet_keras import AlexNet, UserError, cli, convert
+from alexnet_keras import AlexNet, UserError, cli
+from alexnet_keras.models import presets
+from alexnet_keras.weights import io as weights_io
+from alexnet_keras.weights import npz
+from alexnet_keras.weights import torchvision as tv
 from conftest import require_torch
 
 # The parity bound of the issue, fp32; logits are O(10) (see seeded_alexnet), so it is ~1e-5 relative.
@@ -90,7 +94,7 @@ def fake_state_dict(classes=10, side=6):
 
 def test_layouts_and_fc6_permutation():
     state = fake_state_dict()
-    weights = convert.torchvision_to_keras(state)
+    weights = tv.torchvision_to_keras(state)
     w = state["features.3.weight"]  # OIHW -> HWIO
     assert weights["conv2"][0].shape == (5, 5, 64, 192)
     assert weights["conv2"][0][1, 2, 3, 4] == w[4, 3, 1, 2]
@@ -104,18 +108,18 @@ def test_layouts_and_fc6_permutation():
 def test_rejects_state_dicts_of_other_models():
     state = fake_state_dict()
     with pytest.raises(UserError, match="missing classifier.6.bias"):
-        convert.torchvision_to_keras({k: v for k, v in state.items() if k != "classifier.6.bias"})
+        tv.torchvision_to_keras({k: v for k, v in state.items() if k != "classifier.6.bias"})
     with pytest.raises(UserError, match="unexpected layer4.0.conv1.weight"):
-        convert.torchvision_to_keras({**state, "layer4.0.conv1.weight": np.zeros(1)})
+        tv.torchvision_to_keras({**state, "layer4.0.conv1.weight": np.zeros(1)})
     state["features.3.weight"] = state["features.3.weight"][..., 0]
     with pytest.raises(UserError, match=r"conv2 \(features.3\)"):
-        convert.torchvision_to_keras(state)
+        tv.torchvision_to_keras(state)
 
 
 def test_shape_mismatch_names_layer_and_shapes(tmp_path):
     model = AlexNet("owt", classes=10)
     export = tmp_path / "w.npz"
-    convert.export_npz(model, export)
+    npz.export_npz(model, export)
     before = model.get_layer("fc8").get_weights()[0].copy()
     fc8 = r"layer fc8 needs shapes \(4096, 1000\) and \(1000,\), the file has \(4096, 10\)"
     with pytest.raises(UserError, match=fc8):
@@ -128,12 +132,12 @@ def test_shape_mismatch_names_layer_and_shapes(tmp_path):
 def test_missing_and_unknown_paths(tmp_path):
     model = AlexNet("owt", classes=10)
     with pytest.raises(UserError, match="file not found"):
-        convert.load_weights(model, tmp_path / "nope.pth")
+        weights_io.load_weights(model, tmp_path / "nope.pth")
     (tmp_path / "w.bin").write_bytes(b"x")
     with pytest.raises(UserError, match="unknown weights format"):
-        convert.load_weights(model, tmp_path / "w.bin")
+        weights_io.load_weights(model, tmp_path / "w.bin")
     with pytest.raises(UserError, match="file not found"):
-        convert.convert(tmp_path / "nope.pth", tmp_path / "out.keras")
+        presets.convert(tmp_path / "nope.pth", tmp_path / "out.keras")
     with pytest.raises(UserError, match="variant='owt'"):
         AlexNet("2012", weights="imagenet")
 
@@ -152,7 +156,7 @@ def test_parity_tensorflow(torch_case):
     model = AlexNet("owt", weights=path, classifier_activation=None)
     check_parity(model.predict(nhwc(x), verbose=0), ref)
     # A model built from the file labels torchvision's 1000 outputs in ImageNet order.
-    assert convert.load_model(path).class_wnids[:2] == ["n01440764", "n01443537"]
+    assert presets.load_model(path).class_wnids[:2] == ["n01440764", "n01443537"]
 
 
 JAX_SCRIPT = """
@@ -193,7 +197,7 @@ def test_formats_round_trip(torch_case, converted, capsys):
     for name in ("owt.keras", "owt.weights.h5", "owt.npz"):
         again = AlexNet("owt", weights=converted / name, classifier_activation=None)
         np.testing.assert_array_equal(again.predict(x, verbose=0), direct, err_msg=name)
-    loaded = convert.load_model(converted / "owt.keras")
+    loaded = presets.load_model(converted / "owt.keras")
     assert loaded.preprocessing["name"] == "torchvision" and loaded.class_wnids[0] == "n01440764"
 
 
@@ -209,7 +213,7 @@ def test_paper_dropout_is_rescaled(torch_case, tmp_path):
     assert np.array_equal(kernel["paper", "fc8"], kernel["inverted", "fc8"])
     check_parity(paper.predict(nhwc(x), verbose=0), ref)
     # Our .npz records the convention, so a paper-trained export loads back into an inverted model.
-    convert.export_npz(paper, tmp_path / "paper.npz")
+    npz.export_npz(paper, tmp_path / "paper.npz")
     back = AlexNet("owt", weights=tmp_path / "paper.npz", classifier_activation=None)
     assert np.array_equal(back.get_layer("fc6").kernel, kernel["inverted", "fc6"])
 
@@ -242,7 +246,7 @@ def test_pickled_code_is_refused(tmp_path, writer, capsys):
     else:
         path.write_bytes(pickle.dumps(payload))
     with pytest.raises(UserError, match="refusing to load"):
-        convert.load_torchvision_state_dict(path)
+        tv.load_torchvision_state_dict(path)
     assert not marker.exists()
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["convert", str(path), str(tmp_path / "out.keras")])
@@ -256,9 +260,9 @@ def test_pickled_code_is_refused(tmp_path, writer, capsys):
 
 
 def test_torchvision_url_and_hash():
-    assert convert.TORCHVISION_URL.endswith("/alexnet-owt-7be5be79.pth")
+    assert tv.TORCHVISION_URL.endswith("/alexnet-owt-7be5be79.pth")
     # torchvision names files after the first 8 hex digits of their sha256.
-    assert convert.TORCHVISION_SHA256.startswith("7be5be79") and len(convert.TORCHVISION_SHA256) == 64
+    assert tv.TORCHVISION_SHA256.startswith("7be5be79") and len(tv.TORCHVISION_SHA256) == 64
 
 
 def test_imagenet_weights_via_get_file(torch_case, tmp_path, monkeypatch):
@@ -266,15 +270,15 @@ def test_imagenet_weights_via_get_file(torch_case, tmp_path, monkeypatch):
     url = path.resolve().as_uri()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     model = AlexNet("owt", classifier_activation=None)
-    convert.load_weights(model, "imagenet", url=url, file_hash=digest, cache_dir=tmp_path / "cache")
+    weights_io.load_weights(model, "imagenet", url=url, file_hash=digest, cache_dir=tmp_path / "cache")
     assert (tmp_path / "cache" / "models" / path.name).is_file()
     check_parity(model.predict(nhwc(x), verbose=0), ref)
     # A mirror ($ALEXNET_OWT_URL) must serve the published file: ours has another sha256.
-    monkeypatch.setenv(convert.URL_ENV, url)
-    monkeypatch.setattr(convert, "CACHE_DIR", str(tmp_path / "cache2"))
-    with pytest.raises(UserError, match=f"does not have the expected sha256 {convert.TORCHVISION_SHA256}"):
+    monkeypatch.setenv(tv.URL_ENV, url)
+    monkeypatch.setattr(tv, "CACHE_DIR", str(tmp_path / "cache2"))
+    with pytest.raises(UserError, match=f"does not have the expected sha256 {tv.TORCHVISION_SHA256}"):
         AlexNet("owt", weights="imagenet")
-    monkeypatch.setenv(convert.URL_ENV, (tmp_path / "absent.pth").as_uri())
+    monkeypatch.setenv(tv.URL_ENV, (tmp_path / "absent.pth").as_uri())
     with pytest.raises(UserError, match="cannot download"):
         AlexNet("owt", weights="imagenet")
 
@@ -288,7 +292,7 @@ def test_real_pretrained_weights(imagenet_samples):
     import torchvision
 
     path = pathlib.Path(REAL_PTH)
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == convert.TORCHVISION_SHA256
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == tv.TORCHVISION_SHA256
     reference = torchvision.models.alexnet()
     reference.load_state_dict(torch.load(path, weights_only=True))
     reference.eval()
@@ -309,7 +313,7 @@ def test_both_torch_save_formats_still_load(tmp_path):
     torch.save(state, tmp_path / "zip.pth")
     torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
     for name in ("zip.pth", "legacy.pth"):
-        loaded = convert.load_torchvision_state_dict(tmp_path / name)
+        loaded = tv.load_torchvision_state_dict(tmp_path / name)
         assert set(loaded) == set(state)
         np.testing.assert_array_equal(loaded["classifier.6.weight"], state["classifier.6.weight"].numpy())
 
@@ -319,7 +323,7 @@ def test_a_text_pth_is_not_a_checkpoint_not_code(tmp_path, content):
     path = tmp_path / "notes.pth"
     path.write_bytes(content)
     with pytest.raises(UserError, match="is not a PyTorch checkpoint") as info:
-        convert.load_torchvision_state_dict(path)
+        tv.load_torchvision_state_dict(path)
     assert "code" not in str(info.value)
 
 
@@ -332,7 +336,7 @@ def test_non_finite_pth_is_refused_and_nothing_written(tmp_path, bad):
     state["features.3.bias"] = torch.tensor([bad])
     torch.save(state, tmp_path / "diverged.pth")
     with pytest.raises(UserError, match=r"non-finite weights \(NaN or inf\) in features\.3\.bias"):
-        convert.convert(tmp_path / "diverged.pth", tmp_path / "out.keras")
+        presets.convert(tmp_path / "diverged.pth", tmp_path / "out.keras")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pth"]
 
 
@@ -342,7 +346,7 @@ def test_zero_class_pth_is_refused(tmp_path):
 
     torch.save(tiny_state_dict(classes=0), tmp_path / "empty_head.pth")
     with pytest.raises(UserError, match="empty_head.pth has 0 classes"):
-        convert.load_model(tmp_path / "empty_head.pth")
+        presets.load_model(tmp_path / "empty_head.pth")
 
 
 CONV1 = {"conv1/kernel": np.zeros((1, 1, 1, 1), np.float32), "conv1/bias": np.zeros(1, np.float32)}
@@ -377,18 +381,18 @@ def test_npz_metadata_is_checked(tmp_path, entries, message):
     with open(path, "wb") as f:
         np.savez(f, **{key: np.asarray(value) for key, value in entries.items()})
     with pytest.raises(UserError, match=message):
-        convert.load_model(path)
+        presets.load_model(path)
 
 
 def test_not_an_npz(tmp_path):
     for content in (b"", b"hello world\n"):
         (tmp_path / "w.npz").write_bytes(content)
         with pytest.raises(UserError, match=r"w\.npz is not an \.npz file"):
-            convert.load_model(tmp_path / "w.npz")
+            presets.load_model(tmp_path / "w.npz")
     np.save(tmp_path / "plain.npy", np.zeros(3))  # an .npy under an .npz name
     (tmp_path / "plain.npy").rename(tmp_path / "plain.npz")
     with pytest.raises(UserError, match="is not an .npz file"):
-        convert.load_model(tmp_path / "plain.npz")
+        presets.load_model(tmp_path / "plain.npz")
 
 
 def test_convert_refuses_foreign_and_nan_keras_and_folders(tmp_path):
@@ -396,21 +400,21 @@ def test_convert_refuses_foreign_and_nan_keras_and_folders(tmp_path):
 
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(tmp_path / "vector.keras")
     with pytest.raises(UserError, match="holds a Sequential, not an AlexNet"):
-        convert.convert(tmp_path / "vector.keras", tmp_path / "vector.npz")
+        presets.convert(tmp_path / "vector.keras", tmp_path / "vector.npz")
     features = AlexNet("owt", include_top=False)  # conv layers only: a small .keras file
     conv3 = features.get_layer("conv3")
     conv3.set_weights([conv3.get_weights()[0], np.full(384, np.nan, np.float32)])
     features.save(tmp_path / "diverged.keras")
     with pytest.raises(UserError, match="refusing to convert .*diverged.keras: its weights are not finite"):
-        convert.convert(tmp_path / "diverged.keras", tmp_path / "diverged.npz")
+        presets.convert(tmp_path / "diverged.keras", tmp_path / "diverged.npz")
     (tmp_path / "text.keras").write_text("hello world\n")
     with pytest.raises(UserError, match="not a valid .keras file"):
-        convert.load_model(tmp_path / "text.keras")
+        presets.load_model(tmp_path / "text.keras")
     (tmp_path / "folder.keras").mkdir()
     with pytest.raises(UserError, match="is a directory"):
-        convert.load_model(tmp_path / "folder.keras")
+        presets.load_model(tmp_path / "folder.keras")
     with pytest.raises(UserError, match="is a directory"):
-        convert.convert(tmp_path / "vector.keras", tmp_path / "folder.keras")
+        presets.convert(tmp_path / "vector.keras", tmp_path / "folder.keras")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.keras", "folder.keras", "text.keras",
                                                           "vector.keras"]
 

@@ -23,7 +23,7 @@ from PIL import Image
 from alexnet_keras import data
 from alexnet_keras.errors import UserError
 
-CLI = [sys.executable, "-m", "alexnet_keras.cli"]
+CLI = [sys.executable, "-m", "alexnet_keras_cli"]
 MB = 2**20
 
 

@@ -1,11 +1,15 @@
-"""LRN, paper dropout and the grouped convolution against reference implementations."""
+"""LRN, paper dropout and the grouped convolution: the harness's generic checks, and reference implementations."""
 
+import json
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from alexnet_keras.layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization
 from conftest import require_torch
+from layer_case import run_layer_test
 
 PAPER = dict(depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75)
 
@@ -51,10 +55,22 @@ def test_lrn_matches_torch():
     np.testing.assert_allclose(LocalResponseNormalization(**PAPER)(x), ref.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_lrn_config_round_trip():
-    layer = LocalResponseNormalization(depth_radius=3, bias=1.0, alpha=2e-4, beta=0.5, groups=2)
-    clone = LocalResponseNormalization.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+@pytest.mark.parametrize("convention", ["paper", "cuda-convnet"])
+def test_lrn_layer_checks(convention):
+    x = np.random.default_rng(8).normal(size=(2, 5, 5, 8)).astype("float32") * 40.0
+    kwargs = dict(depth_radius=3, bias=1.0, alpha=2e-4, beta=0.5, groups=2, convention=convention)
+    alpha = 2e-4 / 7 if convention == "cuda-convnet" else 2e-4
+    expected = np.concatenate([_lrn_by_hand(h, 1.0, alpha, 0.5, 3) for h in (x[..., :4], x[..., 4:])], -1)
+    run_layer_test(LocalResponseNormalization, kwargs, x, x.shape, expected_output=expected, atol=1e-5)
+
+
+def test_lrn_float16_does_not_overflow():
+    # Squares of 300 overflow float16 (max 65504); the layer sums them in float32.
+    x = np.full((1, 1, 1, 8), 300.0, "float32")
+    out = LocalResponseNormalization(**PAPER, dtype="mixed_float16")(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "float16"
+    expected = LocalResponseNormalization(**PAPER)(x)
+    np.testing.assert_allclose(np.asarray(out, "float32"), expected, rtol=1e-3)
 
 
 def test_paper_dropout_inference_is_exactly_scaled():
@@ -87,9 +103,18 @@ def test_inverted_dropout_matches_keras_semantics():
     assert abs(out.mean() - 1.0) < 0.05
 
 
-def test_dropout_config_and_validation():
-    layer = AlexNetDropout(0.4, mode="inverted", seed=3)
-    assert AlexNetDropout.from_config(layer.get_config()).get_config() == layer.get_config()
+@pytest.mark.parametrize("mode, test_gain", [("paper", 0.6), ("inverted", 1.0)])
+def test_dropout_layer_checks(mode, test_gain):
+    x = np.random.default_rng(9).normal(size=(3, 10)).astype("float32")
+    run_layer_test(AlexNetDropout, {"rate": 0.4, "mode": mode, "seed": 3}, x, (3, 10),
+                   expected_output=x * np.float32(test_gain), atol=0)
+    trained = np.asarray(AlexNetDropout(0.4, mode=mode, seed=3)(x, training=True))
+    kept = trained != 0
+    scale = 1.0 if mode == "paper" else 1 / 0.6
+    np.testing.assert_allclose(trained[kept], (x * np.float32(scale))[kept], rtol=1e-6)
+
+
+def test_dropout_validation():
     with pytest.raises(ValueError, match="mode"):
         AlexNetDropout(0.5, mode="caffe")
     with pytest.raises(ValueError, match="rate"):
@@ -101,7 +126,7 @@ def test_grouped_conv_matches_tf_grouped_conv(implementation):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(2, 9, 9, 8)).astype("float32")
     layer = GroupedConv2D(6, 3, groups=2, implementation=implementation)
-    out = layer(x)
+    layer.build(x.shape)
     layer.bias.assign(rng.normal(size=6).astype("float32"))
     out = layer(x)
     kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
@@ -173,3 +198,100 @@ def test_lrn_convention_round_trips_and_rejects_unknown():
     assert LocalResponseNormalization.from_config(layer.get_config()).convention == "cuda-convnet"
     with pytest.raises(ValueError, match="convention"):
         LocalResponseNormalization(convention="caffe")
+
+
+# --- GroupedConv2D is a Conv2D (issue 12) ---------------------------------------
+def _towers_by_hand(x, kernel, bias, groups, strides, padding):
+    """Each tower convolved on its own with tf.nn.conv2d, then concatenated."""
+    cin, cout = x.shape[-1] // groups, kernel.shape[-1] // groups
+    towers = [
+        tf.nn.conv2d(x[..., cin * g : cin * (g + 1)], kernel[..., cout * g : cout * (g + 1)], strides, padding.upper())
+        for g in range(groups)
+    ]
+    return tf.concat(towers, -1).numpy() + bias
+
+
+@pytest.mark.parametrize("implementation", ["split", "grouped"])
+@pytest.mark.parametrize("strides, padding, out_side", [(1, "same", 9), (2, "valid", 4)])
+def test_grouped_conv_layer_checks(implementation, strides, padding, out_side):
+    x = np.random.default_rng(10).normal(size=(2, 9, 9, 8)).astype("float32")
+    kwargs = dict(filters=6, kernel_size=3, groups=2, strides=strides, padding=padding, implementation=implementation,
+                  bias_initializer="glorot_uniform")  # a non-zero bias, so the expected output checks it
+    layer = GroupedConv2D(**kwargs)
+    layer.build(x.shape)
+    expected = _towers_by_hand(x, layer.kernel.numpy(), layer.bias.numpy(), 2, strides, padding)
+    assert expected.shape == (2, out_side, out_side, 6)
+    run_layer_test(GroupedConv2D, kwargs, x, expected.shape, expected_trainable_weights=2)
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_conv_is_a_conv2d_with_its_options():
+    x = np.random.default_rng(11).normal(size=(2, 8, 8, 4)).astype("float32")
+    layer = GroupedConv2D(4, 3, strides=2, padding="valid", use_bias=False, kernel_regularizer="l2", activation="relu")
+    out = layer(x)
+    assert isinstance(layer, keras.layers.Conv2D) and layer.bias is None and len(layer.weights) == 1
+    assert out.shape == (2, 3, 3, 4) and float(np.min(out)) >= 0.0
+    np.testing.assert_allclose(out, np.maximum(_towers_by_hand(x, layer.kernel.numpy(), 0.0, 2, 2, "valid"), 0),
+                               rtol=1e-5, atol=1e-5)
+    assert len(layer.losses) == 1 and float(layer.losses[0]) > 0  # the regulariser is Conv2D's
+    with pytest.raises(ValueError, match="implementation"):
+        GroupedConv2D(4, 3, implementation="fused")
+
+
+def test_split_and_grouped_agree_channels_first_on_jax():
+    """data_format="channels_first" splits the channel axis 1 (JAX: TF's CPU conv is channels-last only)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    code = """
+import numpy as np, keras
+from alexnet_keras.layers import GroupedConv2D
+x = np.random.default_rng(0).normal(size=(2, 8, 9, 9)).astype("float32")
+split = GroupedConv2D(6, 3, data_format="channels_first", implementation="split")
+grouped = GroupedConv2D(6, 3, data_format="channels_first", implementation="grouped")
+out = split(x); grouped.build(x.shape); grouped.set_weights(split.get_weights())
+assert out.shape == (2, 6, 9, 9), out.shape
+np.testing.assert_allclose(out, grouped(x), rtol=1e-5, atol=1e-5)
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, KERAS_BACKEND="jax"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+def _old_saved_model(tmp_path):
+    """A .keras file as the pre-Conv2D GroupedConv2D wrote it: its config had these keys only."""
+    import zipfile
+
+    inputs = keras.Input((7, 7, 4))
+    model = keras.Model(inputs, GroupedConv2D(4, 3, activation="relu", name="towers")(inputs))
+    model.save(tmp_path / "new.keras")
+    old_config = {
+        "name": "towers", "trainable": True, "dtype": "float32", "filters": 4, "kernel_size": [3, 3], "groups": 2,
+        "padding": "same", "activation": "relu", "implementation": "split",
+        "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform",
+                               "config": {"seed": None}, "registered_name": None},
+        "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros", "config": {},
+                             "registered_name": None},
+    }
+    with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                (layer,) = [layer for layer in config["config"]["layers"] if layer["name"] == "towers"]
+                layer["config"] = old_config
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    return model
+
+
+def test_old_grouped_conv_configs_still_load(tmp_path):
+    model = _old_saved_model(tmp_path)
+    loaded = keras.saving.load_model(tmp_path / "old.keras", safe_mode=True)
+    layer = loaded.get_layer("towers")
+    assert type(layer) is GroupedConv2D and layer.strides == (1, 1) and layer.use_bias
+    x = np.random.default_rng(12).normal(size=(1, 7, 7, 4)).astype("float32")
+    np.testing.assert_array_equal(loaded(x), model(x))  # the weights load into kernel and bias as before

@@ -83,7 +83,7 @@ def test_bad_graphs_are_one_line_errors():
 @pytest.fixture(scope="module")
 def rows():
     from alexnet_keras import profile
-    from alexnet_keras.model import AlexNet
+    from alexnet_keras.models import AlexNet
 
     return [r.as_dict() for r in profile.profile_model(AlexNet())]
 

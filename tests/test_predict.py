@@ -4,11 +4,13 @@ import json
 import os
 import re
 
+import keras
 import numpy as np
 import pytest
 
-from alexnet_keras import AlexNet, UserError, cli, convert, data
+from alexnet_keras import AlexNet, UserError, cli, data
 from alexnet_keras.imagenet import decode_predictions, imagenet_classes, imagenet_wnids
+from alexnet_keras.models import presets
 from alexnet_keras.predict import predict
 from alexnet_keras.preprocessing import get_spec
 from conftest import require_torch
@@ -46,7 +48,7 @@ def test_class_table():
 def test_class_table_matches_shared_classes(imagenet_samples):
     rows = [line.split("\t") for line in (imagenet_samples / "classes.txt").read_text().splitlines()]
     assert [(int(r[0]), r[1]) for r in rows] == list(enumerate(imagenet_wnids()))
-    for (wnid, name), row in zip(imagenet_classes(), rows):
+    for (wnid, name), row in zip(imagenet_classes(), rows, strict=True):
         assert name == RENAMED.get(wnid, row[2].replace("_", " "))
 
 
@@ -77,7 +79,7 @@ def weights(tmp_path_factory):
     torch = require_torch()
     folder = tmp_path_factory.mktemp("predict")
     torch.save(seeded_alexnet().state_dict(), folder / "owt.pth")
-    convert.convert(folder / "owt.pth", folder / "owt.keras")
+    presets.convert(folder / "owt.pth", folder / "owt.keras")
     return folder
 
 
@@ -97,7 +99,7 @@ def test_predict_returns_real_class_names(weights, images):
             assert all(table[wnid] == name for wnid, name, _ in preds)
             probs = [p for _, _, p in preds]
             assert probs == sorted(probs, reverse=True) and 0 < probs[0] <= 1 and sum(probs) <= 1 + 1e-6
-    (single,) = predict(images[0], model=convert.load_model(weights / "owt.keras"), top=5)
+    (single,) = predict(images[0], model=presets.load_model(weights / "owt.keras"), top=5)
     assert [w for w, _, _ in single] == [w for w, _, _ in results[0]]
 
 
@@ -223,3 +225,22 @@ def test_predict_names_what_is_wrong_with_a_model_file(tmp_path, capsys):
         assert code == 2 and err.count("\n") == 1 and message in err and "File not found" not in err, err
     code, _, err = cli_run(["predict", str(tmp_path), "--model", str(tmp_path / "text.keras")], capsys)
     assert code == 2 and err.count("\n") == 1 and "is a directory, not an image file" in err, err
+
+
+# --- one rule for logits (issue 12) ------------------------------------------------------------------
+@pytest.mark.parametrize("activation", [None, "linear"])
+def test_predict_turns_logits_into_probabilities(tmp_path, activation):
+    """`"linear"` is Keras' name for no activation: its outputs are logits too (evaluation.metrics.outputs_logits)."""
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), np.uint8)).save(tmp_path / "noise.png")
+    keras.utils.set_random_seed(0)
+    wnids = ["n01440764", "n01443537", "n01484850"]
+    model = AlexNet("owt", classes=3, class_wnids=wnids, classifier_activation=activation)
+    logits = model.predict(np.asarray(data.load_image(tmp_path / "noise.png", model.preprocessing))[None], verbose=0)
+    expected = np.exp(logits[0] - logits[0].max())
+    expected /= expected.sum()
+    (preds,) = predict(str(tmp_path / "noise.png"), model=model, top=3)
+    got = {wnid: p for wnid, _, p in preds}
+    np.testing.assert_allclose([got[w] for w in wnids], expected, rtol=1e-5)
+    assert sum(got.values()) == pytest.approx(1.0)

@@ -211,7 +211,7 @@ def test_clock_scales_with_macs():
 
 def test_reference_macs_match_the_profile():
     from alexnet_keras import profile
-    from alexnet_keras.model import AlexNet
+    from alexnet_keras.models import AlexNet
 
     assert profile.totals(profile.profile_model(AlexNet()))["macs"] == clock.REFERENCE_MACS
 
@@ -281,7 +281,7 @@ def test_check_fits():
 @pytest.fixture(scope="module")
 def alexnet_rows():
     from alexnet_keras import profile
-    from alexnet_keras.model import AlexNet
+    from alexnet_keras.models import AlexNet
 
     return profile.profile_model(AlexNet())
 
@@ -304,7 +304,7 @@ def _measured_peak(variant, batch, optimizer, steps=3):
     import numpy as np
     import tensorflow as tf
 
-    from alexnet_keras.model import AlexNet
+    from alexnet_keras.models import AlexNet
     from alexnet_keras.optimizers import PaperSGD
 
     base = tf.config.experimental.get_memory_info("CPU:0")["current"]

@@ -139,7 +139,9 @@ class AlexNet(keras.Model):
             x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
         elif pooling == "max":
             x = keras.layers.GlobalMaxPooling2D(name="max_pool", dtype=dtype)(x)
-        super().__init__(inputs=image, outputs=x, name=name or f"alexnet_{variant}", dtype=dtype, **kwargs)
+        super().__init__(inputs=image, outputs=x, name=name or f"alexnet_{variant}", **kwargs)
+        if dtype is not None:  # a functional model ignores `dtype`; set it as KerasHub's Backbone does
+            self.dtype_policy = keras.dtype_policies.get(dtype)
 
         # === Config ===
         self.variant = variant

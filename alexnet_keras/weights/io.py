@@ -22,7 +22,12 @@ import numpy as np
 from ..errors import UserError
 from .checks import existing, first_line, shapes_text, weights_format
 from .npz import read_npz
-from .torchvision import TORCHVISION_DROPOUT, fetch_torchvision_weights, load_torchvision_state_dict, torchvision_to_keras
+from .torchvision import (
+    TORCHVISION_DROPOUT,
+    fetch_torchvision_weights,
+    load_torchvision_state_dict,
+    torchvision_to_keras,
+)
 
 # The Dense layers that read a dropout layer's output.
 _AFTER_DROPOUT = {"owt": ("fc6", "fc7"), "2012": ("fc7", "fc8")}
