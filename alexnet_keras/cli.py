@@ -54,7 +54,7 @@ def echo_json(obj):
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-# --- summary (issue 2) -------------------------------------------------------
+# --- summary -------------------------------------------------------------------
 @cli.command()
 @click.option("--variant", type=click.Choice(VARIANTS), default="2012", show_default=True)
 @click.option("--classes", type=click.IntRange(min=1), default=1000, show_default=True)
@@ -268,8 +268,7 @@ def compete_command(year, model_paths, source, name, ten_crop, only_imagenet_val
         plot_leaderboard(placement or year, plot_path)
         click.echo(f"wrote {plot_path}", err=as_json)
 
-# --- convert, predict, show (issue 5) ----------------------------------------
-# (weights commands go here)
+# --- convert, predict, show -------------------------------------------------------
 @cli.command("convert")
 @click.argument("src", type=click.Path())
 @click.argument("dst", type=click.Path())

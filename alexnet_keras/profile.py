@@ -75,6 +75,19 @@ def totals(rows):
     }
 
 
+def macs_per_image(models):
+    """Multiply-accumulates per image of a model, or of an ensemble (a list: every member runs).
+
+    Example:
+    >>> import keras
+    >>> dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> macs_per_image(dense), macs_per_image([dense, dense])
+    (12, 24)
+    """
+    models = models if isinstance(models, (list, tuple)) else [models]
+    return sum(totals(profile_model(model))["macs"] for model in models)
+
+
 def summary_table(rows):
     """Formats profile rows as a fixed-width text table with totals."""
     header = f"{'layer':<10} {'type':<27} {'output shape':<16} {'params':>12} {'neurons':>10} {'MACs':>14}"

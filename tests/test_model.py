@@ -94,9 +94,12 @@ def test_neuron_counts(paper_model):
 
 
 def test_macs_match_torchvision_published_figure():
-    rows = profile.profile_model(AlexNet("owt"))
+    owt = AlexNet("owt")
+    rows = profile.profile_model(owt)
     # pytorch.org lists 0.714 "GFLOPS" for alexnet: that is multiply-adds.
     assert round(profile.totals(rows)["macs"] / 1e9, 3) == 0.714
+    assert profile.macs_per_image(owt) == profile.totals(rows)["macs"]
+    assert profile.macs_per_image([owt, owt]) == 2 * profile.totals(rows)["macs"]  # an ensemble runs every member
 
 
 def test_split_and_grouped_towers_share_weights_and_outputs(paper_model):

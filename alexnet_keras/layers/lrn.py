@@ -34,7 +34,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     Example:
     >>> x = keras.random.normal((2, 13, 13, 96))
-    >>> LocalResponseNormalization(groups=2)(x).shape
+    >>> tuple(LocalResponseNormalization(groups=2)(x).shape)
     (2, 13, 13, 96)
     """
 

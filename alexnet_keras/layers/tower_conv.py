@@ -34,7 +34,7 @@ class GroupedConv2D(keras.layers.Conv2D):
 
     Example:
     >>> x = keras.ops.ones((1, 13, 13, 384))
-    >>> GroupedConv2D(256, 3, groups=2)(x).shape
+    >>> tuple(GroupedConv2D(256, 3, groups=2)(x).shape)
     (1, 13, 13, 256)
     >>> GroupedConv2D(8, 3, strides=2, padding="valid", use_bias=False).compute_output_shape((None, 9, 9, 4))
     (None, 4, 4, 8)
