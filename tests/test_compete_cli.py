@@ -147,7 +147,7 @@ def tiny_folder(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
-    for label, wnid in enumerate(IMAGENETTE_WNIDS):
+    for wnid in IMAGENETTE_WNIDS:
         folder = root / "val" / wnid
         folder.mkdir(parents=True)
         for i in range(3):
