@@ -147,15 +147,13 @@ def train(resume, config_file, overrides, **flags):
         click.echo(f"{PROG}: error: {e}", err=True)
         raise click.exceptions.Exit(1) from None
 
-# --- evaluate and compete (issue 4) ------------------------------------------
-# (compete commands go here)
+# --- evaluate and compete ----------------------------------------------------------
 def _gtx580_clock(models, images, crops, seconds):
     """'this run took X here; it would have taken Y on 2x GTX 580 in 2012' for scoring."""
-    from . import profile
+    from .profile import macs_per_image
     from .simulations import clock
 
-    macs = sum(profile.totals(profile.profile_model(m))["macs"] for m in models)
-    return clock.sentence(seconds, images * crops, macs_per_image=macs, training=False)
+    return clock.sentence(seconds, images * crops, macs_per_image=macs_per_image(models), training=False)
 
 
 def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
