@@ -9,7 +9,8 @@ through `save_figure`, so a notebook's or a program's own backend is left alone.
   blobs. Our 2012 model keeps that split (kernels 0-47 feed tower 0, 48-95
   tower 1), so the figure shows one labelled panel per tower; an owt model has
   one group of 64.
-* `plot_leaderboard`: an ILSVRC table as a bar chart, with a placed entry.
+* `plot_leaderboard`: an ILSVRC table as a bar chart, with a placed entry, and
+  [P]'s own models below it as unranked reference bars (outlined, no fill).
 """
 
 import math
@@ -18,7 +19,7 @@ import os
 import numpy as np
 
 from .errors import UserError
-from .simulations.leaderboard import Placement, load, runner_up
+from .simulations.leaderboard import Placement, load, references, runner_up
 
 COLUMNS = 16  # Figure 3 has 16 kernels a row
 # A figure path without an extension is written in this format, under exactly that name.
@@ -155,6 +156,7 @@ def plot_filters(model, path=None, columns=COLUMNS):
 _SUPERVISION = "#1f77b4"  # AlexNet's team
 _OTHERS = "#9e9e9e"
 _YOURS = "#d62728"
+_SPLITS = {"val": "validation", "test": "test"}
 
 
 def leaderboard_figure(placement_or_year, title=None):
@@ -162,6 +164,8 @@ def leaderboard_figure(placement_or_year, title=None):
 
     The runner-up team's best error is drawn as a dashed line; a placed entry is
     highlighted (hatched when not comparable), unverified figures are dotted.
+    [P]'s own models for the year (`leaderboard.references`) follow the ranked
+    bars after a gap, outlined and unfilled, labelled "[P] ... (validation|test)".
 
     Args:
         placement_or_year: a `simulations.leaderboard.Placement` or a year.
@@ -177,8 +181,9 @@ def leaderboard_figure(placement_or_year, title=None):
     if placement is not None:
         rows.append((placement.you, True))
     rows.sort(key=lambda r: r[0].top5_error)
+    refs = references(year)
 
-    fig = Figure(figsize=(10, 0.42 * len(rows) + 2.0), layout="tight")
+    fig = Figure(figsize=(10, 0.42 * (len(rows) + len(refs) + bool(refs)) + 2.0), layout="tight")
     ax = fig.subplots()
     labels, values, bar_colours, hatches = [], [], [], []
     for e, is_you in rows:
@@ -193,26 +198,39 @@ def leaderboard_figure(placement_or_year, title=None):
             bar_colours.append(_SUPERVISION if e.team == "SuperVision" else _OTHERS)
             hatches.append("" if e.verified else "..")
         values.append(e.top5_error * 100)
-    y = range(len(rows))
+    y = list(range(len(rows)))
     bars = ax.barh(y, values, color=bar_colours, edgecolor="black", linewidth=0.4)
     for bar, hatch in zip(bars, hatches, strict=True):
         bar.set_hatch(hatch)
     for yi, v in zip(y, values, strict=True):
         ax.text(v + 0.3, yi, f"{v:.3f}", va="center", fontsize=8)
-    ax.set_yticks(list(y))
+    # Reference rows: after a one-row gap, never mixed into the ranked order.
+    ref_y = [len(rows) + 1 + i for i in range(len(refs))]
+    ref_values = [r["top5_error"] * 100 for r in refs]
+    if refs:
+        ax.barh(ref_y, ref_values, color="none", edgecolor=_SUPERVISION, linewidth=1.0, linestyle="--",
+                gid="paper_references")
+        for yi, v in zip(ref_y, ref_values, strict=True):
+            ax.text(v + 0.3, yi, f"{v:.1f}", va="center", fontsize=8)
+        labels += [f"[P] {r['model']} ({_SPLITS[r['split']]})" for r in refs]
+    ax.set_yticks(y + ref_y)
     ax.set_yticklabels(labels, fontsize=8)
+    values += ref_values
     second = runner_up(year)
     if second is not None:
         ax.axvline(second.top5_error * 100, color="black", linestyle="--", linewidth=1)
         ax.text(second.top5_error * 100 + 0.3, -0.75, f"runner-up {second.team}: {second.top5_error * 100:.1f}%",
                 fontsize=8, va="center")
-    ax.set_ylim(len(rows) - 0.5, -1.2)  # room above the first bar for the line's label
+    ax.set_ylim(len(rows) + (len(refs) + 1 if refs else 0) - 0.5, -1.2)  # room above the first bar for the line's label
     legend = [Patch(facecolor=_OTHERS, label="other teams")]
     if any(e.team == "SuperVision" for e in table):
         legend.insert(0, Patch(facecolor=_SUPERVISION, label="SuperVision (AlexNet)"))
     if placement is not None:
         legend.append(Patch(facecolor=_YOURS, hatch="" if placement.comparable else "//",
                             label="your entry" + ("" if placement.comparable else " (not comparable)")))
+    if refs:
+        legend.append(Patch(facecolor="none", edgecolor=_SUPERVISION, linestyle="--",
+                            label="[P]'s own models (reference, not ranked)"))
     if any(not e.verified for e in table):
         legend.append(Patch(facecolor=_OTHERS, hatch="..", label="unverified figure"))
     # below the x label, so it never hides a bar or the runner-up line's label

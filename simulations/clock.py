@@ -99,3 +99,63 @@ def sentence(here_seconds, images, macs_per_image=REFERENCE_MACS, training=True)
         f"this run took {format_duration(here_seconds)} here; "
         f"it would have taken {format_duration(then)} on {CARDS}× GTX 580 in 2012"
     )
+
+
+def paper_models_cost(days=DAYS_MIDPOINT):
+    """What [P]'s ensembles cost on this clock, and what of the CNN* models cannot be computed.
+
+    5 CNNs: five times one net's 90 epochs, in the pair's time (an estimate: [P] §6
+    says only "five similar CNNs", so each is assumed to follow the one net's recipe).
+    CNN*: [P] gives neither the epochs of pre-training on ImageNet Fall 2011 nor of
+    fine-tuning, nor the sixth conv layer's size, so only per-epoch costs are given,
+    as lower bounds: the 2012 net's MACs plus the wider output layer (fc7 x the
+    Fall 2011 classes instead of x 1000), the sixth conv layer not counted.
+    Seconds are at `days` (5.5 by default); the `_range` values over 5 to 6 days.
+
+    Example:
+    >>> c = paper_models_cost()
+    >>> format_duration(c["one_cnn_seconds"]), format_duration(c["five_cnns_seconds"])
+    ('5.5 days', '27.5 days')
+    >>> c["cnn_star"]["pretrain_epochs"] is None
+    True
+    """
+    from .paper import cnn_star, fig2_layers
+
+    star = cnn_star()
+    neurons = {row["layer"]: row["neurons"] for row in fig2_layers()}
+    one_net = EPOCHS * IMAGES_PER_EPOCH
+    nets = star["ensemble_nets"]
+    # The wider softmax layer is the one part of the CNN*'s extra work [P] sizes.
+    star_macs = REFERENCE_MACS + neurons["fc7"] * (star["pretrain_classes"] - neurons["fc8"])
+
+    def both(images, macs=REFERENCE_MACS):
+        return gtx580_seconds(images, macs, days=days), gtx580_range(images, macs)
+
+    one, one_range = both(one_net)
+    five, five_range = both(nets * one_net)
+    pre, pre_range = both(star["pretrain_images"], star_macs)
+    fine, fine_range = both(IMAGES_PER_EPOCH)
+    return {
+        "days_per_90_epochs": days,
+        "one_cnn_seconds": one,
+        "one_cnn_range": one_range,
+        "ensemble_nets": nets,
+        "five_cnns_seconds": five,
+        "five_cnns_range": five_range,
+        "five_cnns_is_estimate": "each of the five nets is assumed to train 90 epochs like the one net; "
+                                 "[P] says only \"five similar CNNs\"",
+        "cnn_star": {
+            "extra_conv_layers": star["extra_conv_layers"],
+            "pretrain_images": star["pretrain_images"],
+            "pretrain_classes": star["pretrain_classes"],
+            "pretrain_epochs": star["pretrain_epochs"],
+            "finetune_epochs": star["finetune_epochs"],
+            "macs_per_image_at_least": star_macs,
+            "pretrain_epoch_seconds_at_least": pre,
+            "pretrain_epoch_range_at_least": pre_range,
+            "finetune_epoch_seconds_at_least": fine,
+            "finetune_epoch_range_at_least": fine_range,
+            "not_counted": "the sixth conv layer, whose size [P] does not give",
+        },
+        "star_nets": star["star_nets"],
+    }

@@ -12,14 +12,18 @@ Example:
 >>> p = place(2012, 0.20)
 >>> p.rank, p.would_have_won
 (3, False)
->>> round(winning_margin(2012), 3)
-10.857
+>>> round(winning_margin(2012), 3), round(relative_cut(2012), 3)
+(10.857, 0.415)
+
+[P]'s own models (Tables 1 and 2, `paper.references`) are reference rows:
+`references(year)` adds what they can be compared with, and never ranks them.
 """
 
 from dataclasses import asdict, dataclass, field
 
 from ..constants import YEARS
 from ._data import as_bool, read_csv
+from .paper import references as paper_references
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,60 @@ def winning_margin(year=2012):
     if second is None:
         return None
     return (second.top5_error - load(year)[0].top5_error) * 100
+
+
+def relative_cut(year=2012):
+    """The winning margin as a fraction of the runner-up's error (10.857 / 26.172 = 0.415 in 2012)."""
+    second = runner_up(year)
+    if second is None:
+        return None
+    return (second.top5_error - load(year)[0].top5_error) / second.top5_error
+
+
+def lead_over(top5_error, other, top1_error=None):
+    """How far `top5_error` is ahead of the entry `other`: points, and the fraction of its error cut.
+
+    Positive when ahead. Top-1 points only when both errors are known.
+    """
+    return {
+        "team": other.team,
+        "top5_points": (other.top5_error - top5_error) * 100,
+        "top5_cut": (other.top5_error - top5_error) / other.top5_error,
+        "top1_points": None if top1_error is None or other.top1_error is None
+        else (other.top1_error - top1_error) * 100,
+    }
+
+
+def references(year=2012):
+    """[P]'s own models for `year`, as reference rows with what they compare to; never ranked.
+
+    Each row is `paper.references(year)`'s, plus:
+      entered_as: the table's entry that is this model's test submission (the
+        SuperVision entry whose error rounds to the paper's figure), or None;
+      vs_winner: `lead_over` the year's winner, for test rows of a year whose
+        table does not already hold the model (2010: [P] measured on that test
+        set after the competition); None otherwise.
+
+    Example:
+    >>> r = references(2010)[0]
+    >>> r["model"], round(r["vs_winner"]["top5_points"], 3), round(r["vs_winner"]["top5_cut"], 3)
+    ('CNN', 11.2, 0.397)
+    """
+    year = _check_year(year)
+    table, winner = load(year), load(year)[0]
+    rows = []
+    for r in paper_references(year):
+        entered = None
+        if r["split"] == "test":
+            same = [e for e in table if e.team == "SuperVision" and round(e.top5_error * 100, 1) == round(r["top5_error"] * 100, 1)]
+            entered = same[0] if same else None
+        vs = None
+        if r["split"] == "test" and entered is None:
+            vs = lead_over(r["top5_error"], winner, r["top1_error"])
+        rows.append({**r, "entered_as": None if entered is None else {"entry": entered.entry,
+                                                                       "top5_error": entered.top5_error},
+                     "vs_winner": vs})
+    return rows
 
 
 def progression():

@@ -70,6 +70,82 @@ def test_compete_other_years(capsys):
     assert code == 0 and "28.200" in out and "28.191, unverified" in out
 
 
+# [P] Table 2 and Table 1 / §6, typed by hand: (model, split as printed, top-1, top-5).
+PAPER_2012 = [("1 CNN", "validation", "40.7", "18.2"), ("5 CNNs", "validation", "38.1", "16.4"),
+              ("5 CNNs", "test", "-", "16.4"), ("1 CNN*", "validation", "39.0", "16.6"),
+              ("7 CNNs*", "validation", "36.7", "15.4"), ("7 CNNs*", "test", "-", "15.3")]
+PAPER_2010 = [("CNN", "test", "37.5", "17.0"), ("CNN (centre patch only)", "test", "39.0", "18.3")]
+
+
+def _reference_lines(out):
+    """(model, split, top-1, top-5) of the reference rows printed under "[P]'s own models"."""
+    section = out.split("[P]'s own models", 1)[1].split("\n\n", 1)[0]
+    rows = []
+    for line in section.splitlines()[2:]:
+        m = re.match(r"^\s+(\S.*?)\s+(validation|test)\s+(-|\d+\.\d)\s+(\d+\.\d)\b", line)
+        if m:
+            rows.append(m.groups())
+    return rows
+
+
+def test_compete_shows_the_papers_models_unranked(capsys):
+    code, out, _ = run(["compete"], capsys)
+    assert code == 0
+    assert _reference_lines(out) == PAPER_2012
+    ranked = out.split("[P]'s own models", 1)[0]
+    assert re.findall(r"^\s+(\d+)\s{2}\S", ranked, re.M) == [str(i) for i in range(1, 17)]
+    assert "CNN" not in ranked
+    assert "entered as test-preds-131-137-145-135-145f.txt (16.422)" in out
+    assert "a cut of 41.5% of ISI's error (10.857 / 26.172)" in out
+    assert "5 CNNs:  5 x 90 epochs: 27.5 days of the pair's time" in out
+    assert "1 CNN*:  no total" in out and "about 15M images, 22K classes" in out
+
+
+def test_compete_json_reference_rows(capsys):
+    code, out, _ = run(["compete", "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and len(report["entries"]) == 16
+    refs = [(r["model"], r["split"], r["top1_error"], r["top5_error"]) for r in report["references"]]
+    assert refs == [(m, "val" if sp == "validation" else sp, None if t1 == "-" else pytest.approx(float(t1) / 100),
+                     pytest.approx(float(t5) / 100)) for m, sp, t1, t5 in PAPER_2012]
+    assert not any("rank" in r for r in report["references"])
+    assert report["winning_margin_relative"] == pytest.approx(0.414833, abs=1e-6)  # 10.857 / 26.172
+    cost = report["paper_models_cost"]
+    assert cost["five_cnns_seconds"] == pytest.approx(5 * 5.5 * 86400)
+    assert cost["cnn_star"]["pretrain_epochs"] is None
+
+
+def test_compete_2010_places_the_papers_result_against_the_winner(capsys):
+    code, out, _ = run(["compete", "--year", "2010"], capsys)
+    assert code == 0
+    assert _reference_lines(out) == PAPER_2010
+    assert "against the winner, NEC-UIUC (47.1 top-1, 28.2 top-5)" in out
+    assert "CNN: top-5 11.2 points ahead of NEC-UIUC, a cut of 39.7% of its error; top-1 9.6 points ahead" in out
+    assert "[P]'s models on the 2012 clock" not in out
+    code, out, _ = run(["compete", "--year", "2010", "--json"], capsys)
+    report = json.loads(out)
+    cnn = report["references"][0]
+    assert (cnn["model"], cnn["split"], cnn["top5_error"]) == ("CNN", "test", 0.17)
+    assert cnn["vs_winner"]["top5_points"] == pytest.approx(11.2)
+    assert cnn["vs_winner"]["top1_points"] == pytest.approx(9.6)
+    assert [e["team"] for e in report["entries"]] == ["NEC-UIUC"]  # still the only ranked row
+
+
+def test_compete_plot_draws_the_papers_models_apart(capsys):
+    from alexnet_keras.plots import leaderboard_figure
+
+    for year, rows in ((2012, PAPER_2012), (2010, PAPER_2010)):
+        ax = leaderboard_figure(year).axes[0]
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        entries = len(labels) - len(rows)
+        assert labels[entries:] == [f"[P] {m} ({sp})" for m, sp, _, _ in rows]
+        refs = [p for p in ax.patches if p.get_gid() == "paper_references"]
+        assert [round(p.get_width(), 1) for p in refs] == [float(t5) for *_, t5 in rows]
+        # below every ranked bar, after a gap
+        ranked = [p for p in ax.patches if p.get_gid() != "paper_references"]
+        assert min(p.get_y() for p in refs) > max(p.get_y() for p in ranked) + 1
+
+
 def test_compete_plot_without_model(tmp_path, capsys):
     png = tmp_path / "table.png"
     code, out, _ = run(["compete", "--plot", str(png)], capsys)

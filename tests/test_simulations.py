@@ -63,7 +63,7 @@ def test_winning_margin_is_10_857_points():
 
 
 def test_every_data_row_has_a_source():
-    for name in ("ilsvrc2012_task1.csv", "ilsvrc_winners.csv", "gtx580.csv"):
+    for name in ("ilsvrc2012_task1.csv", "ilsvrc_winners.csv", "gtx580.csv", "paper_tables.csv", "paper_cnn_star.csv"):
         rows = _data.read_csv(name)
         assert rows and all(r["source"].strip() for r in rows)
 
@@ -163,15 +163,124 @@ def test_compete_text_puts_the_score_above_the_table():
     placement = report.place_score(2012, SCORE, name="tiny")
     text = report.compete_text(2012, placement, "SUMMARY", "CLOCK")
     table = report.format_table(2012, placement)
-    assert text == "\n".join(["SUMMARY", "CLOCK", "", table, "", report.format_progression()])
-    assert report.compete_text(2012) == report.format_table(2012) + "\n\n" + report.format_progression()
+    assert text == "\n".join(["SUMMARY", "CLOCK", "", table, "", report.format_paper_models_cost(), "",
+                              report.format_progression()])
+    assert report.compete_text(2012) == "\n\n".join(
+        [report.format_table(2012), report.format_paper_models_cost(), report.format_progression()])
+    assert report.compete_text(2010) == report.format_table(2010) + "\n\n" + report.format_progression()
     assert "would rank 3 of 17" in text and "why: 10 classes" in text
 
 
+# --- [P]'s own models as reference rows (issue 14, item 5) -------------------
+# Typed by hand from [P] Table 2 (2012) and Table 1 / §6 (2010): model, split, top-1, top-5.
+HAND_TABLE2 = [
+    ("1 CNN", "val", 0.407, 0.182), ("5 CNNs", "val", 0.381, 0.164), ("5 CNNs", "test", None, 0.164),
+    ("1 CNN*", "val", 0.390, 0.166), ("7 CNNs*", "val", 0.367, 0.154), ("7 CNNs*", "test", None, 0.153),
+]
+HAND_TABLE1 = [("CNN", "test", 0.375, 0.170), ("CNN (centre patch only)", "test", 0.390, 0.183)]
+
+
+def test_reference_rows_are_the_papers_tables():
+    for year, hand in ((2012, HAND_TABLE2), (2010, HAND_TABLE1)):
+        rows = leaderboard.references(year)
+        assert [(r["model"], r["split"], r["top1_error"], r["top5_error"]) for r in rows] == hand
+        assert all(r["source"].startswith("[P]") for r in rows)
+    assert leaderboard.references(2011) == []
+    # each Table 2 test row is the SuperVision entry whose error rounds to it, none for validation rows
+    entered = {(r["model"], r["split"]): r["entered_as"] for r in leaderboard.references(2012)}
+    assert entered[("5 CNNs", "test")] == {"entry": "test-preds-131-137-145-135-145f.txt", "top5_error": 0.16422}
+    assert entered[("7 CNNs*", "test")]["top5_error"] == 0.15315
+    assert [k for k, v in entered.items() if v is None] == [(m, sp) for m, sp, *_ in HAND_TABLE2 if sp == "val"]
+
+
+def test_table1_best_2010_entry_is_the_stored_2010_winner():
+    from alexnet_keras.simulations import paper
+
+    best = [r for r in paper.tables() if r["year"] == 2010 and not r["paper_model"]]
+    assert [(r["model"], r["top1_error"], r["top5_error"]) for r in best] == [("best ILSVRC-2010 entry", 0.471, 0.282)]
+    winner = leaderboard.load(2010)[0]
+    assert (winner.top1_error, winner.top5_error) == (0.471, 0.282)
+    assert not any(r["model"].startswith("best") for r in leaderboard.references(2010))
+
+
+def test_relative_cut_is_41_5_percent_of_the_runner_ups_error():
+    assert leaderboard.relative_cut(2012) == pytest.approx((26.172 - 15.315) / 26.172)  # not of the winner's (70.9%)
+    assert round(leaderboard.relative_cut(2012) * 100, 1) == 41.5
+    assert leaderboard.relative_cut(2010) is None  # only the winner is stored
+    assert ("SuperVision won by 10.857 points over ISI (26.172 - 15.315), "
+            "a cut of 41.5% of ISI's error (10.857 / 26.172).") in report.format_table(2012)
+    assert report.report(2012)["winning_margin_relative"] == pytest.approx(10.857 / 26.172, abs=1e-6)
+
+
+def test_2010_result_placed_against_that_years_winner():
+    cnn, centre = leaderboard.references(2010)
+    assert cnn["vs_winner"]["team"] == "NEC-UIUC"
+    assert cnn["vs_winner"]["top5_points"] == pytest.approx(28.2 - 17.0)
+    assert cnn["vs_winner"]["top5_cut"] == pytest.approx((28.2 - 17.0) / 28.2)
+    assert cnn["vs_winner"]["top1_points"] == pytest.approx(47.1 - 37.5)
+    assert centre["vs_winner"]["top5_points"] == pytest.approx(28.2 - 18.3)
+    assert centre["vs_winner"]["top1_points"] == pytest.approx(47.1 - 39.0)
+    assert all(r["vs_winner"] is None for r in leaderboard.references(2012))  # 2012's test rows are entries
+    text = report.format_table(2010)
+    assert "CNN: top-5 11.2 points ahead of NEC-UIUC, a cut of 39.7% of its error; top-1 9.6 points ahead of it." in text
+    assert ("CNN (centre patch only): top-5 9.9 points ahead of NEC-UIUC, a cut of 35.1% of its error; "
+            "top-1 8.1 points ahead of it.") in text
+
+
+def test_reference_rows_are_never_ranked():
+    table = report.format_table(2012)
+    ranked, refs = table.split("[P]'s own models", 1)
+    ranks = [int(m) for m in re.findall(r"^\s+(\d+)\s{2}\S", ranked, re.M)]
+    assert ranks == list(range(1, 17))  # the 16 entries, as before
+    assert "CNN" not in ranked
+    for model, split, top1, top5 in HAND_TABLE2:
+        word = {"val": "validation", "test": "test"}[split]
+        t1 = "-" if top1 is None else f"{top1 * 100:.1f}"
+        assert re.search(rf"^\s+{re.escape(model)}\s+{word}\s+{re.escape(t1)}\s+{top5 * 100:.1f}\b", refs, re.M), model
+    r = report.report(2012)
+    assert len(r["entries"]) == 16 and [e["rank"] for e in r["entries"]][-1] == 16
+    assert len(r["references"]) == 6 and not any("rank" in x for x in r["references"])
+    placed = leaderboard.place(2012, 0.16)  # a placed entry is ranked among the entries only
+    assert placed.rank == 2 and len(placed.ranked()) == 17
+
+
+def test_paper_models_cost_on_the_2012_clock():
+    day = 86400
+    c = clock.paper_models_cost()
+    assert c["one_cnn_seconds"] == pytest.approx(5.5 * day)
+    assert c["five_cnns_seconds"] == pytest.approx(5 * 5.5 * day)  # 5 x the one net's 90 epochs
+    assert c["five_cnns_range"] == (pytest.approx(25 * day), pytest.approx(30 * day))
+    s = c["cnn_star"]
+    assert (s["pretrain_images"], s["pretrain_classes"], s["extra_conv_layers"]) == (15_000_000, 22_000, 1)
+    assert s["pretrain_epochs"] is None and s["finetune_epochs"] is None  # not in [P]
+    # by hand: the 2012 net's MACs plus fc7 (4096) x 21,000 more outputs, at 227.27 images/s for the pair
+    macs = 724_406_816 + 4096 * (22_000 - 1000)
+    assert s["macs_per_image_at_least"] == macs
+    rate = 90 * 1.2e6 / (5.5 * day)
+    assert s["pretrain_epoch_seconds_at_least"] == pytest.approx(15e6 * macs / 724_406_816 / rate)
+    assert s["finetune_epoch_seconds_at_least"] == pytest.approx(1.2e6 / rate)
+    text = report.format_paper_models_cost(c)
+    assert "5 x 90 epochs: 27.5 days of the pair's time (25.0 days to 30.0 days); an estimate" in text
+    assert "1 CNN*:  no total: [P] gives neither the epochs of pre-training nor of fine-tuning" in text
+    assert "one epoch of ImageNet Fall 2011 (about 15M images, 22K classes): at least 20 h 31 min" in text
+    assert "not the sixth conv layer" in text and "7 CNNs*: the 5 CNNs (27.5 days)" in text
+    assert report.compete_report(2012)["paper_models_cost"] == c and report.compete_report(2010)["paper_models_cost"] is None
+
+
+def test_cnn_star_figures_are_sourced_in_the_data():
+    rows = {r["key"]: r for r in _data.read_csv("paper_cnn_star.csv")}
+    for key in ("pretrain_images", "pretrain_classes"):
+        assert "(15M images, 22K categories)" in rows[key]["source"] and "§6" in rows[key]["source"]
+    for key in ("pretrain_epochs", "finetune_epochs", "sixth_conv_kernels"):
+        assert rows[key]["value"] == "" and rows[key]["source"].startswith("not given")
+
+
 def test_simulations_import_no_keras():
+    # `import alexnet_keras` registers the Keras classes by design; with the CLI launcher loaded it imports
+    # nothing, so this checks what the simulations modules import themselves.
     code = (
-        "import sys; import alexnet_keras.simulations.leaderboard, alexnet_keras.simulations.memory, "
-        "alexnet_keras.simulations.clock, alexnet_keras.simulations.hardware; "
+        "import sys; import alexnet_keras_cli; import alexnet_keras.simulations.leaderboard, alexnet_keras.simulations.memory, "
+        "alexnet_keras.simulations.clock, alexnet_keras.simulations.hardware, alexnet_keras.simulations.report; "
         "bad = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]; "
         "assert not bad, bad"
     )
