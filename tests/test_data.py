@@ -15,6 +15,7 @@ from PIL import Image
 
 from alexnet_keras import data
 from alexnet_keras.errors import UserError
+from alexnet_keras.preprocessing import get_spec, mean_image, with_mean_image
 
 # Typed from alexnet-facts.md ("Data and evaluation"), not imported, so a typo in
 # the module's constants fails the PCA test.
@@ -208,6 +209,36 @@ def test_folder_eval_dataset(tmp_path):
         data.eval_dataset(root, batch_size=4, split="test")  # not mistaken for classes "train", "val"
 
 
+def test_folder_mean_image_is_the_mean_of_the_train_squares(tmp_path):
+    """compute_mean_image streams the same train images (grey, CMYK, PNG; the broken one skipped) that
+    eval_dataset(split="train", crop=False) gives as 256x256 squares; with a zero mean those are the raw squares."""
+    root = write_folder(tmp_path / "ds")
+    raw = get_spec("paper") | {"mean": [0.0, 0.0, 0.0]}
+    with pytest.warns(UserWarning):
+        ds, info = data.eval_dataset(root, batch_size=2, split="train", crop=False, spec=raw)
+    squares = np.concatenate([x.numpy() for x, _ in ds]).astype(np.float64)
+    assert squares.shape == (5, 256, 256, 3)
+    with pytest.warns(UserWarning, match="skipped 1 image"):
+        mean = data.compute_mean_image(root, batch_size=3)
+    np.testing.assert_allclose(mean, squares.mean(axis=0), rtol=0, atol=1e-4)
+    # a spec with this mean image: the squares (ten-crop input) lose the whole mean, centre crops its centre
+    spec = with_mean_image("paper", mean)
+    ds, _ = data.eval_dataset(root, batch_size=5, split="train", crop=False, spec=spec)
+    np.testing.assert_allclose(first(ds)[0], squares - mean_image(spec), atol=1e-3)
+    ds, _ = data.eval_dataset(root, batch_size=5, split="train", spec=spec)
+    centre_raw, _ = data.eval_dataset(root, batch_size=5, split="train", spec=raw)
+    expected = first(centre_raw)[0] - mean_image(spec)[14:241, 14:241]
+    np.testing.assert_allclose(first(ds)[0], expected, atol=1e-3)
+
+
+def test_mean_image_needs_a_train_folder(tmp_path):
+    root = write_folder(tmp_path / "ds")
+    with pytest.raises(UserError, match="has no train/ folder"):
+        data.compute_mean_image(root / "val")
+    with pytest.raises(UserError, match="data folder not found"):
+        data.compute_mean_image(tmp_path / "nowhere")
+
+
 @pytest.mark.parametrize(
     "layout, message",
     [
@@ -394,6 +425,18 @@ def test_tfds_mock_imagenet2012(tmp_path):
         assert first(train)[0].shape == (2, 227, 227, 3)
         ds, _ = data.eval_dataset("tfds:imagenet2012", batch_size=5, crop=False, tfds_data_dir=tmp_path)
         assert first(ds)[0].shape == (5, 256, 256, 3)
+
+
+def test_tfds_mock_mean_image_is_the_mean_of_the_train_split(tmp_path):
+    import tensorflow_datasets as tfds
+
+    raw = get_spec("paper") | {"mean": [0.0, 0.0, 0.0]}
+    with tfds.testing.mock_data(num_examples=5):
+        ds, _ = data.eval_dataset("tfds:imagenet2012", batch_size=5, split="train", crop=False, spec=raw,
+                                  tfds_data_dir=tmp_path)
+        squares = first(ds)[0].astype(np.float64)
+        mean = data.compute_mean_image("tfds:imagenet2012", batch_size=2, tfds_data_dir=tmp_path)
+    np.testing.assert_allclose(mean, squares.mean(axis=0), rtol=0, atol=1e-4)
 
 
 def test_tfds_unavailable_is_a_user_error(tmp_path):

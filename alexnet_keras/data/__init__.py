@@ -14,7 +14,8 @@ image file. The modules, one job each:
 * `decode_cache`: which folder files cannot be used, found once and cached;
 * `info`: `DataInfo`, assembled in one place for every source;
 * `synthetic`, `folders`, `tfds`: the three sources;
-* `loader`: `load`, `eval_dataset`, `load_image`.
+* `loader`: `load`, `eval_dataset`, `load_image`;
+* `mean_image`: `compute_mean_image`, the training set's mean image in one streaming pass.
 """
 
 from .decode_cache import find_unusable
@@ -39,6 +40,7 @@ from .limits import (
     within_limits,
 )
 from .loader import eval_dataset, load, load_image
+from .mean_image import compute_mean_image
 from .transforms import (
     PCA_ALPHA_STD,
     PCA_EIGVAL,
@@ -68,6 +70,7 @@ __all__ = [
     "SKIP_UNREADABLE",
     "DataInfo",
     "center_crop",
+    "compute_mean_image",
     "decode_checked",
     "decode_image",
     "eval_dataset",

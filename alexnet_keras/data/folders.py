@@ -18,7 +18,7 @@ from ..errors import UserError
 from .decode_cache import unusable_cached
 from .info import SKIP_DANGLING, SKIP_LIMITS, SKIP_LOOP, SKIP_NON_UTF8, SKIP_UNREADABLE, make_info
 from .limits import LIMITS_TEXT, decode_checked
-from .transforms import pipeline
+from .transforms import AUTOTUNE, pipeline
 
 # Validation files are put in one fixed pseudo-random order (the same in every run,
 # whatever --seed), so that the first --validation-steps batches mix the classes.
@@ -221,6 +221,21 @@ def load_folder(path, spec, *, batch_size, seed, validation):
         val_n = len(val_paths)
     info = _folder_info(path, classes, len(train_paths), val_n, spec, batch_size, skipped, empty)
     return train_ds, val_ds, info
+
+
+def folder_train_images(path):
+    """The decoded images of `path/train/<class>/` in listing order, skipping what `load_folder` skips."""
+    _check_folder(path)
+    train_root = os.path.join(path, "train")
+    if not os.path.isdir(train_root):
+        raise UserError(f"{path} has no train/ folder (expected PATH/train/<class>/)")
+    skipped = {}
+    classes = _folder_classes(train_root, skipped)
+    paths, labels = _list_images(train_root, classes, skipped=skipped)
+    if not paths:
+        raise UserError(f"no JPEG or PNG images in {train_root}/<class>/")
+    [(paths, _)] = _drop_unusable([(paths, labels)], path, skipped)
+    return tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string)).map(_read_and_decode, AUTOTUNE)
 
 
 def eval_folder(where, spec, *, batch_size, split, crop, only_imagenet_val):

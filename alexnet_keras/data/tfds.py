@@ -185,6 +185,17 @@ def tfds_dataset(builder, split, spec, *, train, batch_size, seed=0, crop=True):
     return ds, (examples if examples >= 0 else None)
 
 
+def tfds_train_images(name, *, data_dir, manual_dir):
+    """The decoded images of a TFDS dataset's train split, in stored order, skipping unusable ones."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds_builder(name, data_dir, manual_dir)
+    image_key = builder.info.supervised_keys[0]
+    raw = builder.as_dataset(split="train", as_supervised=True, decoders={image_key: tfds.decode.SkipDecoding()})
+    raw = raw.map(lambda x, y: x).filter(lambda x: _tfds_usable(x, builder.name))
+    return raw.map(decode_checked, tf.data.AUTOTUNE)
+
+
 def tfds_info(builder, spec, batch_size, train_examples, val_examples):
     label = builder.info.features[builder.info.supervised_keys[1]]
     name = builder.name if not builder.builder_config else f"{builder.name}/{builder.builder_config.name}"
