@@ -142,7 +142,10 @@ def _mean_for(x, spec):
     the crop was taken and flipped or not (convdata.py:137 `data_mean_crop`,
     convdata.py:216-226 `subtract_mean`), in training and in its multiview test;
     a `resize`-sized square gets the whole mean image. Offsets are floored, as
-    [CC]'s border_size and `evaluation.crops` are.
+    [CC]'s border_size and `evaluation.crops` are. Ten-crop scoring normalises
+    the 256 square before cutting its patches, so each patch loses the matching
+    crop of the mean; [CC]'s centre crop needs the patches cut from unnormalised
+    squares and then passed through `normalize`.
     """
     image = mean_image(spec)
     if image is None:
