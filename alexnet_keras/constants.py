@@ -13,12 +13,15 @@ INPUT_SIZE = {"2012": 227, "owt": 224}  # 227: conv1 gives 55x55 ([P]'s "224" ne
 MIN_INPUT = {"2012": 67, "owt": 63}  # smallest square input whose pool5 map is at least 1x1
 DROPOUT_MODES = ("paper", "inverted")
 DEFAULT_DROPOUT = {"2012": "paper", "owt": "inverted"}
-INITS = {"paper": 1.0, "caffe": 0.1, "torch": None}  # the bias of conv2/4/5 and fc6/7 (torch: its own)
+# The bias of conv2/4/5 and fc6/7 (torch: its own). "cuda-convnet" also draws conv3-5 with std 0.03.
+INITS = {"paper": 1.0, "caffe": 0.1, "torch": None, "cuda-convnet": 1.0}
 INIT_SCHEMES = tuple(INITS)
 DEFAULT_INIT = {"2012": "paper", "owt": "torch"}
 DEFAULT_PREPROCESSING = {"2012": "paper", "owt": "torchvision"}
 TOWER_IMPLS = ("split", "grouped")
 LRN_CONVENTIONS = ("paper", "cuda-convnet")
+CONV1_ORDERS = ("paper", "cuda-convnet")  # conv1 -> ReLU -> LRN -> pool, or [CC]'s conv1 -> LRN -> pool -> ReLU
+FIDELITIES = ("paper", "cuda-convnet")  # [P]'s printed network, or every certain difference of [CC] model 145
 
 # --- training ------------------------------------------------------------------
 STRATEGIES = ("auto", "default", "mirrored")

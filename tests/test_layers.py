@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_keras.layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization
+from alexnet_keras.layers import (
+    AlexNetDropout,
+    GroupedConv2D,
+    LocalResponseNormalization,
+    SpatialResponseNormalization,
+)
 from conftest import require_torch
 from layer_case import run_layer_test
 
@@ -198,6 +203,63 @@ def test_lrn_convention_round_trips_and_rejects_unknown():
     assert LocalResponseNormalization.from_config(layer.get_config()).convention == "cuda-convnet"
     with pytest.raises(ValueError, match="convention"):
         LocalResponseNormalization(convention="caffe")
+
+
+# --- the same-map norm of [CC]'s cnorm2 (issue 14; docs/cuda-convnet-2012.md Q1) ----
+CNORM2 = dict(size=5, scale=1e-3, power=0.75, bias=1.0)  # layer-params-145.cfg:157-163
+
+
+def _spatial_norm_by_hand(x, size, scale, power, bias):
+    """Loops over pixels: kCNorm's window start - size // 2 + y, clipped at the image, divisor size**2, float64."""
+    x = np.asarray(x, "float64")
+    out = np.empty_like(x)
+    height, width = x.shape[1:3]
+    for y in range(height):
+        for x_ in range(width):
+            y0, x0 = y - size // 2, x_ - size // 2
+            window = x[:, max(0, y0) : min(height, y0 + size), max(0, x0) : min(width, x0 + size)]
+            total = np.sum(window**2, axis=(1, 2))
+            out[:, y, x_] = x[:, y, x_] / (bias + scale / size**2 * total) ** power
+    return out
+
+
+@pytest.mark.parametrize("size", [5, 3, 4])
+def test_spatial_norm_against_hand_computed(size):
+    # 7x6 maps: with size 5 every border row and column has a clipped window.
+    x = np.random.default_rng(13).normal(size=(2, 7, 6, 3)).astype("float32") * 60.0
+    ours = SpatialResponseNormalization(size, scale=1e-3, power=0.75)(x)
+    np.testing.assert_allclose(ours, _spatial_norm_by_hand(x, size, 1e-3, 0.75, 1.0), rtol=2e-5)
+
+
+def test_spatial_norm_hand_values_at_a_corner_and_inside():
+    # One 100 at the corner (0, 0) of a 7x7 map of zeros: the corner's clipped window holds only
+    # it, and the divisor stays 25; (1, 1) sees it too, (3, 3) does not. Each channel on its own.
+    x = np.zeros((1, 7, 7, 2), "float32")
+    x[0, 0, 0, 0] = 100.0
+    x[0, 1, 1, 0] = 10.0
+    x[0, 3, 3, 1] = 10.0
+    out = np.asarray(SpatialResponseNormalization(**CNORM2)(x))
+    alpha = 1e-3 / 25  # 4e-5 per square, as model 145's cnorm2
+    assert out[0, 0, 0, 0] == pytest.approx(100.0 / (1 + alpha * (100.0**2 + 10.0**2)) ** 0.75, rel=1e-6)
+    assert out[0, 1, 1, 0] == pytest.approx(10.0 / (1 + alpha * (100.0**2 + 10.0**2)) ** 0.75, rel=1e-6)
+    assert out[0, 3, 3, 1] == pytest.approx(10.0 / (1 + alpha * 10.0**2) ** 0.75, rel=1e-6)
+    assert np.count_nonzero(out) == 3
+
+
+def test_spatial_norm_layer_checks():
+    x = np.random.default_rng(14).normal(size=(2, 6, 6, 4)).astype("float32") * 40.0
+    expected = _spatial_norm_by_hand(x, **CNORM2)
+    run_layer_test(SpatialResponseNormalization, CNORM2, x, x.shape, expected_output=expected, atol=1e-4)
+
+
+def test_spatial_norm_float16_does_not_overflow_and_rejects_bad_size():
+    x = np.full((1, 5, 5, 2), 300.0, "float32")  # 300**2 overflows float16; the sum runs in float32
+    out = SpatialResponseNormalization(**CNORM2, dtype="mixed_float16")(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "float16"
+    np.testing.assert_allclose(np.asarray(out, "float32"), _spatial_norm_by_hand(x, **CNORM2), rtol=1e-3)
+    for size in (0, 2.5):
+        with pytest.raises(ValueError, match="size"):
+            SpatialResponseNormalization(size)
 
 
 # --- GroupedConv2D is a Conv2D (issue 12) ---------------------------------------

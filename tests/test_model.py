@@ -9,10 +9,12 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from alexnet_keras import AlexNet, profile
+from alexnet_keras.layers import SpatialResponseNormalization
 from alexnet_keras.simulations import paper
-from layer_case import run_model_test
+from layer_case import run_model_saving_test, run_model_test, run_serialization_test
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -226,3 +228,137 @@ def test_dtype_reaches_the_2012_towers_and_lrn():
         assert model.get_layer(name).compute_dtype == "float16", name
         assert model.get_layer(name).variable_dtype == "float32", name
     assert AlexNet(classes=10).get_layer("conv2").compute_dtype == "float32"
+
+
+# --- [CC] model 145's certain differences (issue 14; docs/cuda-convnet-2012.md Q2 D1-D4) ---
+SMALL = dict(include_top=False, input_shape=(67, 67, 3))  # pool1 7x7, pool2 3x3: cheap, every layer present
+PAPER_NAMES = ["image", "conv1", "lrn1", "pool1", "conv2", "lrn2", "pool2", "conv3", "conv4", "conv5", "pool5",
+               "flatten", "fc6", "drop6", "fc7", "drop7", "fc8"]
+
+
+def _upto(model, name):
+    return keras.Model(model.input, model.get_layer(name).output)
+
+
+def test_defaults_keep_the_paper_network(paper_model):
+    assert [layer.name for layer in paper_model.layers] == PAPER_NAMES
+    config = paper_model.get_config()
+    assert {k: config[k] for k in ("fidelity", "lrn_convention", "conv1_order", "spatial_norm2", "init")} == dict(
+        fidelity="paper", lrn_convention="paper", conv1_order="paper", spatial_norm2=False, init="paper")
+    assert paper_model.get_layer("conv1").activation is keras.activations.relu
+
+
+@pytest.mark.parametrize("conv1_order", ["paper", "cuda-convnet"])
+def test_conv1_order_equals_its_hand_composition(conv1_order):
+    model = AlexNet(conv1_order=conv1_order, **SMALL)
+    x = np.random.default_rng(20).normal(size=(2, 67, 67, 3)).astype("float32") * 50
+    conv1 = model.get_layer("conv1")
+    pre = tf.nn.conv2d(x, conv1.kernel.numpy(), 4, "VALID").numpy() + conv1.bias.numpy()
+    assert (pre < 0).mean() > 0.3  # plenty of negative pre-activations
+    lrn, pool = model.get_layer("lrn1"), model.get_layer("pool1")
+    if conv1_order == "paper":  # conv -> ReLU -> LRN -> pool
+        expected, last = pool(lrn(np.maximum(pre, 0))), "pool1"
+    else:  # [CC]: conv (linear) -> LRN -> maxpool -> ReLU
+        expected, last = np.maximum(pool(lrn(pre)), 0), "relu1"
+    np.testing.assert_allclose(_upto(model, last)(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_conv1_orders_differ_exactly_through_negative_pre_activations():
+    paper = AlexNet(**SMALL)
+    cc = AlexNet(conv1_order="cuda-convnet", **SMALL)
+    cc.set_weights(paper.get_weights())  # same weights: relu1 adds none
+    names = [layer.name for layer in cc.layers]
+    assert names == ["image", "conv1", "lrn1", "pool1", "relu1"] + PAPER_NAMES[4:11]
+    x = np.random.default_rng(21).normal(size=(2, 67, 67, 3)).astype("float32") * 50
+    a, b = np.asarray(_upto(paper, "pool1")(x)), np.asarray(_upto(cc, "relu1")(x))
+    assert np.mean(~np.isclose(a, b, rtol=1e-3, atol=1e-6)) > 0.1  # the LRN saw the negative values
+    # With every pre-activation positive (bias 100 >> 10 std), ReLU is the identity and the orders agree.
+    for model in (paper, cc):
+        model.get_layer("conv1").bias.assign(np.full(96, 100.0, "float32"))
+    np.testing.assert_allclose(_upto(paper, "pool1")(x), _upto(cc, "relu1")(x), rtol=1e-5)
+
+
+def test_spatial_norm2_sits_between_lrn2_and_pool2():
+    model = AlexNet(spatial_norm2=True, **SMALL)
+    names = [layer.name for layer in model.layers]
+    assert names.index("lrn2") + 1 == names.index("cnorm2") == names.index("pool2") - 1
+    cnorm2 = model.get_layer("cnorm2")
+    assert isinstance(cnorm2, SpatialResponseNormalization)
+    assert (cnorm2.size, cnorm2.scale, cnorm2.power, cnorm2.bias) == (5, 1e-3, 0.75, 1.0)  # params-145:157-163
+    x = np.random.default_rng(22).normal(size=(2, 67, 67, 3)).astype("float32") * 50
+    a = np.asarray(_upto(model, "lrn2")(x), "float64")  # 7x7x256
+    padded = np.pad(a, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    box = sum(padded[:, i : i + 7, j : j + 7] ** 2 for i in range(5) for j in range(5))
+    expected = a / (1 + 1e-3 / 25 * box) ** 0.75
+    np.testing.assert_allclose(_upto(model, "cnorm2")(x), expected, rtol=1e-5, atol=1e-7)
+    assert "cnorm2" not in [layer.name for layer in AlexNet(**SMALL).layers]
+
+
+def test_cuda_convnet_init_stds_by_layer():
+    keras.utils.set_random_seed(3)
+    model = AlexNet(init="cuda-convnet", classes=100)
+    assert [layer.name for layer in model.layers] == PAPER_NAMES  # only the draws change
+    stds = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.03, "conv4": 0.03, "conv5": 0.03,
+            "fc6": 0.01, "fc7": 0.01, "fc8": 0.01}  # layers-145.cfg initW
+    ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}  # layers-145.cfg initB=1; the rest default 0
+    for name, std in stds.items():
+        layer = model.get_layer(name)
+        assert float(np.std(layer.kernel.numpy())) == pytest.approx(std, rel=0.03), name
+        np.testing.assert_array_equal(layer.bias.numpy(), 1.0 if name in ones else 0.0, err_msg=name)
+
+
+def test_fidelity_cuda_convnet_sets_every_certain_difference():
+    keras.utils.set_random_seed(4)
+    model = AlexNet(fidelity="cuda-convnet")
+    assert model.count_params() == 60_965_224  # no new weights
+    config = model.get_config()
+    assert {k: config[k] for k in ("fidelity", "lrn_convention", "conv1_order", "spatial_norm2", "init")} == dict(
+        fidelity="cuda-convnet", lrn_convention="cuda-convnet", conv1_order="cuda-convnet", spatial_norm2=True,
+        init="cuda-convnet")
+    assert [model.get_layer(n).convention for n in ("lrn1", "lrn2")] == ["cuda-convnet"] * 2
+    assert model.get_layer("conv1").activation is keras.activations.linear
+    names = [layer.name for layer in model.layers]
+    assert names[:9] == ["image", "conv1", "lrn1", "pool1", "relu1", "conv2", "lrn2", "cnorm2", "pool2"]
+    assert float(np.std(model.get_layer("conv4").kernel.numpy())) == pytest.approx(0.03, rel=0.03)
+    # Explicit arguments win over the fidelity's.
+    mixed = AlexNet(fidelity="cuda-convnet", spatial_norm2=False, lrn_convention="paper", **SMALL)
+    assert "cnorm2" not in [layer.name for layer in mixed.layers] and "relu1" in [layer.name for layer in mixed.layers]
+    assert mixed.get_layer("lrn1").convention == "paper" and mixed.get_config()["init"] == "cuda-convnet"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(conv1_order="cuda-convnet"), dict(spatial_norm2=True), dict(init="cuda-convnet"),
+     dict(fidelity="cuda-convnet")],
+    ids=["conv1_order", "spatial_norm2", "init", "fidelity"],
+)
+def test_cuda_convnet_options_survive_config_and_safe_saving(kwargs, tmp_path):
+    model = AlexNet(**kwargs, **SMALL)
+    for key, value in kwargs.items():
+        assert model.get_config()[key] == value
+    run_serialization_test(model)
+    x = np.random.default_rng(23).normal(size=(2, 67, 67, 3)).astype("float32") * 50
+    run_model_saving_test(AlexNet, {**kwargs, **SMALL}, x, tmp_path)  # safe mode, no custom_objects
+
+
+def test_fidelity_model_checks(tmp_path):
+    x = np.random.default_rng(24).normal(size=(2, 67, 67, 3)).astype("float32") * 50
+    run_model_test(AlexNet, dict(fidelity="cuda-convnet", **SMALL), x, (2, 1, 1, 256), tmp_path)
+
+
+def test_configs_without_the_new_keys_build_the_paper_network():
+    config = AlexNet(classes=10).get_config()
+    for key in ("conv1_order", "spatial_norm2", "fidelity"):
+        del config[key]  # a config saved before these options existed
+    assert [layer.name for layer in AlexNet.from_config(config).layers] == PAPER_NAMES
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [(dict(fidelity="cc145"), "fidelity"), (dict(conv1_order="relu-first"), "conv1_order"),
+     (dict(spatial_norm2="yes"), "spatial_norm2"), (dict(variant="owt", fidelity="cuda-convnet"), "owt"),
+     (dict(variant="owt", spatial_norm2=True), "owt"), (dict(init="cc"), "init")],
+)
+def test_bad_cuda_convnet_options(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        AlexNet(**kwargs)

@@ -12,22 +12,34 @@ import json
 import keras
 
 from ..constants import (
+    CONV1_ORDERS,
     DEFAULT_DROPOUT,
     DEFAULT_INIT,
     DEFAULT_PREPROCESSING,
+    FIDELITIES,
     INITS,
     INPUT_SIZE,
     KERAS_PACKAGE,
     MIN_INPUT,
     VARIANTS,
 )
-from ..layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization
+from ..layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization, SpatialResponseNormalization
 from ..preprocessing import get_spec
 from ..weights.io import load_weights
 from ..weights.torchvision import class_wnids as torchvision_class_wnids
 
 POOLINGS = (None, "avg", "max")
 _BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")  # [P] §5: these start with biases of 1 (or Caffe's 0.1)
+_WEIGHT_STD = 0.01  # [P] §5: N(0, 0.01) for every layer
+_CUDA_CONVNET_STD = {"conv3": 0.03, "conv4": 0.03, "conv5": 0.03}  # layers-145.cfg initW (notes Q2 D3)
+# What each `fidelity` sets for the options left at None. "cuda-convnet" is every
+# model difference that docs/cuda-convnet-2012.md Q2 marks certain (D1-D4).
+_FIDELITY = {
+    "paper": dict(lrn_convention="paper", conv1_order="paper", spatial_norm2=False, init=None),
+    "cuda-convnet": dict(
+        lrn_convention="cuda-convnet", conv1_order="cuda-convnet", spatial_norm2=True, init="cuda-convnet"
+    ),
+}
 
 
 @keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
@@ -56,6 +68,34 @@ class AlexNet(keras.Model):
     before each hidden Linear included: 224 input, conv1 with padding 2, no LRN or
     groups, adaptive average pooling to 6x6, and 61,100,840 parameters.
 
+    `fidelity="cuda-convnet"` builds the net that the released 2012 code trained
+    (cuda-convnet model 145) rather than the one the paper prints. For each of
+    these arguments left at `None` it picks the [CC] value, that is, every
+    difference in the network that docs/cuda-convnet-2012.md (Q2) marks certain:
+
+    * `lrn_convention="cuda-convnet"`: alpha / 5 per summed square (D4);
+    * `conv1_order="cuda-convnet"`: lrn1 on conv1's pre-ReLU maps, ReLU after pool1 (D1);
+    * `spatial_norm2=True`: the 5x5 same-map norm `cnorm2` between lrn2 and pool2 (D2;
+      its additive 1 is inferred with high confidence, not read from the 2012 kernel);
+    * `init="cuda-convnet"`: conv3-5 drawn with std 0.03 (D3).
+
+    Arguments given explicitly win. No weights change, so checkpoints move between
+    the two. LRN per tower (D5) and the paper's dropout (D16) are already the defaults.
+    The default stays `"paper"`: it is the network the paper documents, and existing
+    configs and checkpoints keep their meaning.
+
+    Not offered here:
+
+    * colour-noise scaling (D9): eigenvalues or their square roots; the 2012
+      `batches.meta` is not released, and the square-root reading rests on a 2014
+      cuda-convnet2 file;
+    * crop size (D12): model 145's `--crop-border` is not in the sources, so whether
+      it trained on 224 or 227 crops is open;
+    * one crop and flip per 32 images (D10): certain in [CC]'s loader
+      (`convdata.py:125`), but a data-loader shortcut, not part of the network;
+    * the rest of the recipe (bias lr D6, the logged schedule D7, colour noise off at
+      epoch 67 D8, the mean image D11) belongs to training and data, not the model.
+
     Args:
         variant: `"2012"` or `"owt"`.
         include_top: whether to include fc6 to fc8.
@@ -70,8 +110,9 @@ class AlexNet(keras.Model):
             (`"paper"` for 2012, `"inverted"` for owt).
         dropout_rate: drop probability of drop6 and drop7.
         init: `"paper"` (N(0, 0.01), biases 1 in conv2, conv4, conv5, fc6, fc7),
-            `"caffe"` (the same with biases 0.1) or `"torch"` (PyTorch's defaults);
-            `None` picks `"paper"` for 2012 and `"torch"` for owt.
+            `"caffe"` (the same with biases 0.1), `"torch"` (PyTorch's defaults) or
+            `"cuda-convnet"` (the paper's, but N(0, 0.03) for conv3-5, as [CC]);
+            `None` picks the fidelity's, else `"paper"` for 2012 and `"torch"` for owt.
         tower_impl: `"split"` or `"grouped"` (2012 only; same weights either way).
         lrn_convention: `"paper"` (the default: alpha = 1e-4 per summed square, the
             formula [P] §3.3 prints and most ports follow) or `"cuda-convnet"`
@@ -79,7 +120,14 @@ class AlexNet(keras.Model):
             `LocalResponseNormalization`). The paper's formula stays the default
             because the exact kernel source that trained the 2012 net is not
             public: the cuda-convnet form is inferred, with high confidence, from
-            the releases before and after it. 2012 only.
+            the releases before and after it. `None`: the fidelity's. 2012 only.
+        conv1_order: `"paper"` (conv1, ReLU, lrn1, pool1) or `"cuda-convnet"`
+            (linear conv1, lrn1, pool1, then a ReLU layer `relu1`: the LRN also sums
+            the squares of negative pre-activations). `None`: the fidelity's. 2012 only.
+        spatial_norm2: whether to insert `cnorm2`, a `SpatialResponseNormalization`
+            (5x5, scale 0.001, pow 0.75), between lrn2 and pool2. `None`: the
+            fidelity's. 2012 only.
+        fidelity: `"paper"` or `"cuda-convnet"` (see above).
         class_wnids: optional list of WordNet ids, one per class, kept in the config
             so that predict, evaluate and compete can map labels.
         preprocessing: a spec name or dict (see `alexnet_keras.preprocessing`);
@@ -110,7 +158,10 @@ class AlexNet(keras.Model):
         dropout_rate=0.5,
         init=None,
         tower_impl="split",
-        lrn_convention="paper",
+        lrn_convention=None,
+        conv1_order=None,
+        spatial_norm2=None,
+        fidelity="paper",
         class_wnids=None,
         preprocessing=None,
         seed=None,
@@ -121,8 +172,13 @@ class AlexNet(keras.Model):
         # === Arguments ===
         variant = str(variant)
         _check_arguments(variant, include_top, input_shape, pooling, init, classes, class_wnids)
+        _check_fidelity(variant, fidelity, conv1_order, spatial_norm2)
+        preset = _FIDELITY[fidelity]
+        lrn_convention = lrn_convention or preset["lrn_convention"]
+        conv1_order = conv1_order or preset["conv1_order"]
+        spatial_norm2 = preset["spatial_norm2"] if spatial_norm2 is None else spatial_norm2
         dropout = dropout or DEFAULT_DROPOUT[variant]
-        init = init or DEFAULT_INIT[variant]
+        init = init or preset["init"] or DEFAULT_INIT[variant]
         input_shape = tuple(input_shape or (INPUT_SIZE[variant], INPUT_SIZE[variant], 3))
         if weights == "imagenet" and class_wnids is None:
             class_wnids = torchvision_class_wnids(classes)  # the preset's outputs are in ImageNet order
@@ -130,7 +186,7 @@ class AlexNet(keras.Model):
         # === Functional Model ===
         image = keras.Input(shape=input_shape, name="image")
         if variant == "2012":
-            x = _features_2012(image, init, tower_impl, lrn_convention, dtype)
+            x = _features_2012(image, init, tower_impl, lrn_convention, conv1_order, spatial_norm2, dtype)
         else:
             x = _features_owt(image, init, dtype)
         if include_top:
@@ -154,6 +210,9 @@ class AlexNet(keras.Model):
         self.init = init
         self.tower_impl = tower_impl
         self.lrn_convention = lrn_convention
+        self.conv1_order = conv1_order
+        self.spatial_norm2 = spatial_norm2
+        self.fidelity = fidelity
         # Kept as immutable values: Keras wraps list/dict attributes in trackers that
         # point back at the model, so copying one would copy the whole model.
         self._class_wnids = tuple(class_wnids) if class_wnids is not None else None
@@ -188,6 +247,9 @@ class AlexNet(keras.Model):
             "init": self.init,
             "tower_impl": self.tower_impl,
             "lrn_convention": self.lrn_convention,
+            "conv1_order": self.conv1_order,
+            "spatial_norm2": self.spatial_norm2,
+            "fidelity": self.fidelity,
             "class_wnids": self.class_wnids,
             "preprocessing": self.preprocessing,
             "seed": self.seed,
@@ -226,6 +288,18 @@ def _check_arguments(variant, include_top, input_shape, pooling, init, classes, 
             )
 
 
+def _check_fidelity(variant, fidelity, conv1_order, spatial_norm2):
+    """`ValueError` for [CC] options that are unknown or that the owt layout cannot take."""
+    if fidelity not in FIDELITIES:
+        raise ValueError(f"fidelity must be one of {FIDELITIES}, got {fidelity!r}")
+    if conv1_order is not None and conv1_order not in CONV1_ORDERS:
+        raise ValueError(f"conv1_order must be one of {CONV1_ORDERS}, got {conv1_order!r}")
+    if spatial_norm2 not in (None, True, False):
+        raise ValueError(f"spatial_norm2 must be True, False or None, got {spatial_norm2!r}")
+    if variant == "owt" and (fidelity != "paper" or conv1_order == "cuda-convnet" or spatial_norm2):
+        raise ValueError("fidelity, conv1_order and spatial_norm2 change the 2012 network; owt has no LRN")
+
+
 def _pool5_size(size):
     """Spatial size at pool5 of the 2012 net for a square input (None stays None)."""
     if size is None:
@@ -236,15 +310,21 @@ def _pool5_size(size):
     return size
 
 
-def _features_2012(x, init, tower_impl, lrn_convention, dtype):
+def _features_2012(x, init, tower_impl, lrn_convention, conv1_order, spatial_norm2, dtype):
     """Fig. 2's five conv layers; `groups=2` keeps a layer on its own GPU's half of the maps."""
     conv = functools.partial(_conv, init=init, tower_impl=tower_impl, dtype=dtype)
     lrn = functools.partial(_lrn, convention=lrn_convention, dtype=dtype)
     pool = functools.partial(_pool, dtype=dtype)
-    x = conv(x, 96, 11, "conv1", strides=4, padding="valid")  # 55x55x96, 48 maps per GPU
+    relu_late = conv1_order == "cuda-convnet"  # [CC] normalises conv1's pre-ReLU maps (notes Q2 D1)
+    x = conv(x, 96, 11, "conv1", strides=4, padding="valid", activation=None if relu_late else "relu")  # 55x55x96
     x = pool(lrn(x, "lrn1"), "pool1")  # 27x27x96
+    if relu_late:
+        x = keras.layers.ReLU(name="relu1", dtype=dtype)(x)
     x = conv(x, 256, 5, "conv2", groups=2)  # 27x27x256: each GPU reads only its own 48 maps
-    x = pool(lrn(x, "lrn2"), "pool2")  # 13x13x256
+    x = lrn(x, "lrn2")
+    if spatial_norm2:  # [CC]'s cnorm2, absent from the paper (notes Q1 and Q2 D2)
+        x = SpatialResponseNormalization(5, scale=1e-3, power=0.75, name="cnorm2", dtype=dtype)(x)
+    x = pool(x, "pool2")  # 13x13x256
     x = conv(x, 384, 3, "conv3")  # 13x13x384: reads both GPUs' maps
     x = conv(x, 384, 3, "conv4", groups=2)  # 13x13x384
     x = conv(x, 256, 3, "conv5", groups=2)  # 13x13x256
@@ -282,13 +362,15 @@ def _classifier(x, variant, init, classes, activation, dropout, rate, seed, dtyp
     return dense(x, classes, "fc8", activation=activation)
 
 
-def _conv(x, filters, kernel, name, init, dtype, strides=1, padding="same", groups=1, tower_impl="split"):
+def _conv(
+    x, filters, kernel, name, init, dtype, strides=1, padding="same", groups=1, tower_impl="split", activation="relu"
+):
     """A ReLU convolution; with `groups > 1`, a `GroupedConv2D` with one tower per GPU."""
     kernel_init, bias_init = _initializers(init, name, fan_in=kernel * kernel * x.shape[-1] // groups)
     common = dict(
         strides=strides,
         padding=padding,
-        activation="relu",
+        activation=activation,
         kernel_initializer=kernel_init,
         bias_initializer=bias_init,
         name=name,
@@ -331,4 +413,5 @@ def _initializers(init, name, fan_in):
             keras.initializers.RandomUniform(-bound, bound),
         )
     bias = INITS[init] if name in _BIAS_ONE else 0.0
-    return keras.initializers.RandomNormal(stddev=0.01), keras.initializers.Constant(bias)
+    std = _CUDA_CONVNET_STD.get(name, _WEIGHT_STD) if init == "cuda-convnet" else _WEIGHT_STD
+    return keras.initializers.RandomNormal(stddev=std), keras.initializers.Constant(bias)
