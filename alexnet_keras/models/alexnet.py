@@ -316,7 +316,8 @@ def _features_2012(x, init, tower_impl, lrn_convention, conv1_order, spatial_nor
     lrn = functools.partial(_lrn, convention=lrn_convention, dtype=dtype)
     pool = functools.partial(_pool, dtype=dtype)
     relu_late = conv1_order == "cuda-convnet"  # [CC] normalises conv1's pre-ReLU maps (notes Q2 D1)
-    x = conv(x, 96, 11, "conv1", strides=4, padding="valid", activation=None if relu_late else "relu")  # 55x55x96
+    conv1_activation = None if relu_late else "relu"
+    x = conv(x, 96, 11, "conv1", strides=4, padding="valid", activation=conv1_activation)  # 55x55x96, 48 per GPU
     x = pool(lrn(x, "lrn1"), "pool1")  # 27x27x96
     if relu_late:
         x = keras.layers.ReLU(name="relu1", dtype=dtype)(x)
