@@ -26,6 +26,7 @@ __all__ = [
     "GroupedConv2D",
     "LocalResponseNormalization",
     "PaperSGD",
+    "SpatialResponseNormalization",
     "UserError",
     "constants",
     "convert",
@@ -75,7 +76,7 @@ if "alexnet_keras_cli" not in sys.modules:  # the CLI launcher: commands import 
     from . import constants
     from .errors import UserError
     from .imagenet import decode_predictions
-    from .layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization
+    from .layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization, SpatialResponseNormalization
     from .models import AlexNet, convert, load_model
     from .optimizers import PaperSGD
     from .preprocessing import preprocess_input
