@@ -171,8 +171,9 @@ def leaderboard_figure(placement_or_year, title=None):
         placement_or_year: a `simulations.leaderboard.Placement` or a year.
         title: optional title.
     """
+    from matplotlib.collections import PatchCollection
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch, Rectangle
 
     placement = placement_or_year if isinstance(placement_or_year, Placement) else None
     year = placement.year if placement else int(placement_or_year)
@@ -204,12 +205,14 @@ def leaderboard_figure(placement_or_year, title=None):
         bar.set_hatch(hatch)
     for yi, v in zip(y, values, strict=True):
         ax.text(v + 0.3, yi, f"{v:.3f}", va="center", fontsize=8)
-    # Reference rows: after a one-row gap, never mixed into the ranked order.
+    # Reference rows: after a one-row gap, never mixed into the ranked order, and one collection of their
+    # own (gid "paper_references"), so ax.patches stays the ranked bars.
     ref_y = [len(rows) + 1 + i for i in range(len(refs))]
     ref_values = [r["top5_error"] * 100 for r in refs]
     if refs:
-        ax.barh(ref_y, ref_values, color="none", edgecolor=_SUPERVISION, linewidth=1.0, linestyle="--",
-                gid="paper_references")
+        outlines = [Rectangle((0, yi - 0.4), v, 0.8) for yi, v in zip(ref_y, ref_values, strict=True)]
+        ax.add_collection(PatchCollection(outlines, facecolor="none", edgecolor=_SUPERVISION, linewidth=1.0,
+                                          linestyle="--", gid="paper_references"))
         for yi, v in zip(ref_y, ref_values, strict=True):
             ax.text(v + 0.3, yi, f"{v:.1f}", va="center", fontsize=8)
         labels += [f"[P] {r['model']} ({_SPLITS[r['split']]})" for r in refs]

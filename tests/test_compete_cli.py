@@ -139,11 +139,13 @@ def test_compete_plot_draws_the_papers_models_apart(capsys):
         labels = [t.get_text() for t in ax.get_yticklabels()]
         entries = len(labels) - len(rows)
         assert labels[entries:] == [f"[P] {m} ({sp})" for m, sp, _, _ in rows]
-        refs = [p for p in ax.patches if p.get_gid() == "paper_references"]
-        assert [round(p.get_width(), 1) for p in refs] == [float(t5) for *_, t5 in rows]
-        # below every ranked bar, after a gap
-        ranked = [p for p in ax.patches if p.get_gid() != "paper_references"]
-        assert min(p.get_y() for p in refs) > max(p.get_y() for p in ranked) + 1
+        [refs] = [c for c in ax.collections if c.get_gid() == "paper_references"]
+        boxes = [p.vertices for p in refs.get_paths()]  # each outline's corners, in data coordinates
+        assert [round(b[:, 0].max() - b[:, 0].min(), 1) for b in boxes] == [float(t5) for *_, t5 in rows]
+        assert all(b[:, 0].min() == 0 for b in boxes)
+        # below every ranked bar, after a gap, and never among them
+        assert len(ax.patches) == entries
+        assert min(b[:, 1].min() for b in boxes) > max(p.get_y() + p.get_height() for p in ax.patches) + 0.5
 
 
 def test_compete_plot_without_model(tmp_path, capsys):
