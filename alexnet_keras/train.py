@@ -508,15 +508,16 @@ def _seed_variables(model):
 class RunWriter(keras.callbacks.Callback):
     """Everything a finished epoch leaves in the run directory, in this order:
 
-    1. `checkpoints/last.keras`, `best.keras` (when validation error improves) and
-       `last.json` (its record);
+    1. `checkpoints/last.keras` and `best.keras` (when validation error improves);
     2. the epoch's row in `history.csv`;
-    3. `backup/epoch-NNNN.weights.h5`, then `backup/epoch-NNNN.json`: from this
+    3. `checkpoints/last.json`, the record of last.keras;
+    4. `backup/epoch-NNNN.weights.h5`, then `backup/epoch-NNNN.json`: from this
        moment epoch N counts as finished;
-    4. `state.json`; backups older than the `BACKUP_KEEP` newest are removed.
+    5. `state.json`; backups older than the `BACKUP_KEEP` newest are removed.
 
-    A kill between any two steps leaves the previous epoch resumable, and resuming
-    from it rewrites everything later.
+    A record (3, 4) is written only after its weights and the epoch's history row,
+    so whatever record a resume loads, the history holds its epoch. A kill between
+    any two steps leaves an earlier state resumable; resuming rewrites the rest.
     """
 
     def __init__(self, run, schedule, history_rows, echo=print):
@@ -549,11 +550,10 @@ class RunWriter(keras.callbacks.Callback):
         if best is None or (error is not None and error < best):
             run.write_with("checkpoints/best.keras", lambda tmp: shutil.copyfile(run / "checkpoints/last.keras", tmp))
             self.best.update(best_error=error, best_epoch=n)
-        run.write_json("checkpoints/last.json", self.record(n, "checkpoints/last.keras"))
-
         self.rows[:] = [r for r in self.rows if int(r["epoch"]) < n]
         self.rows.append({"epoch": str(n), **{k: repr(float(v)) for k, v in logs.items()}})
         run.write_text("history.csv", _history_text(self.rows))
+        run.write_json("checkpoints/last.json", self.record(n, "checkpoints/last.keras"))
 
         name = f"backup/epoch-{n:04d}"
         run.write_with(f"{name}.weights.h5", lambda tmp: self.model.save_weights(tmp))
@@ -929,6 +929,8 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
             run.remove(partial.relative_to(run.path))
         history_rows[:] = [r for r in history_rows if int(r["epoch"]) <= resumed_from]
         run.write_text("history.csv", _history_text(history_rows))
+        if loaded is not None:  # a kill may have come between a backup's record and its copy
+            run.write_json("state.json", loaded)
     elif chief:
         created = not run.path.exists()
         try:

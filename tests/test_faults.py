@@ -64,7 +64,8 @@ def reference(tmp_path_factory):
 KILL_POINTS = [
     ("checkpoints/last.tmp.keras", 0.0),  # mid last.keras
     ("checkpoints/best.tmp.keras", 0.0),  # mid best.keras
-    ("checkpoints/last.json", 0.0),  # before history and backup
+    ("history.csv", 0.0),  # the row written, last.keras not yet recorded
+    ("checkpoints/last.json", 0.0),  # before the backup
     ("backup/epoch-0001.tmp.weights.h5", 0.0),  # mid backup: the unresumable case
     ("backup/epoch-0001.tmp.weights.h5", 0.4),
     ("backup/epoch-0001.json", 0.0),  # just after epoch 1 is marked finished
@@ -102,9 +103,10 @@ def test_kill_9_around_epoch_boundaries_then_resume(tmp_path, reference):
         assert result.returncode == 0, notes[-1] + "\n" + result.stderr[-3000:]
         resumed += 1
         summary = json.loads((run / "summary.json").read_text())
-        assert summary["epochs_completed"] == 2 and summary["stopped"] is None
+        assert summary["epochs_completed"] == 2 and summary["stopped"] is None, notes[-1]
+        assert [r["epoch"] for r in history(run)] == ["1", "2"], notes[-1]
         assert_same_history(history(run), history(reference))
-        assert json.loads((run / "state.json").read_text())["epoch"] == 2
+        assert json.loads((run / "state.json").read_text())["epoch"] == 2, notes[-1]
         assert_no_partial_files(run)
         shutil.rmtree(run)  # 1.8 GB a run
     print(f"\nkill loop: {tries} kills, {resumed} resumes to completion")
