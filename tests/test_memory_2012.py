@@ -3,10 +3,11 @@
 import json
 
 import pytest
+
+from alexnet_keras.constants import GTX580_MEMORY_BYTES
+from alexnet_keras.errors import UserError
 from alexnet_keras.simulations import memory
 from alexnet_keras.simulations.memory import CC2012Assumptions, CCLayer
-
-from alexnet_keras.errors import UserError
 
 NO_CONTEXT = CC2012Assumptions(context_bytes=0)
 
@@ -150,7 +151,7 @@ def test_exchanged_bytes_at_conv3_and_the_fc_layers(why):
 
 
 def test_verdict_and_deciding_assumption(why, rows):
-    budget = memory.GTX580_BYTES
+    budget = GTX580_MEMORY_BYTES
     assert not why.single.fits and why.split.fits
     assert why.deciding[0] == "keep_activation_gradients"
     over = why.single.total_bytes - budget
