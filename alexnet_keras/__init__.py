@@ -78,7 +78,7 @@ if "alexnet_keras_cli" not in sys.modules:  # the CLI launcher: commands import 
     from .imagenet import decode_predictions
     from .layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization, SpatialResponseNormalization
     from .models import AlexNet, convert, load_model
-    from .optimizers import PaperSGD
     from .preprocessing import preprocess_input
     from .profile import profile_model, summary_table
+    from .training.optimizers import PaperSGD
     from .weights import export_npz, load_weights

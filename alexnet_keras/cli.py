@@ -43,7 +43,8 @@ def _quiet_backend_start():
             import tensorflow as tf
 
             tf.config.list_physical_devices()
-        from . import layers, models, optimizers  # noqa: F401  (registration)
+        from . import layers, models  # noqa: F401  (registration)
+        from .training import optimizers  # noqa: F401  (registration)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -79,8 +80,7 @@ def summary(variant, classes, as_json):
         click.echo(profile.summary_table(rows))
 
 
-# --- plan and train (issue 3) ------------------------------------------------
-# (train commands go here)
+# --- plan and train ----------------------------------------------------------
 from .constants import DROPOUT_MODES, INIT_SCHEMES, STRATEGIES  # noqa: E402 -- plain data, no Keras
 
 _TRAIN_FLAGS = {
@@ -127,8 +127,9 @@ def train(resume, config_file, overrides, **flags):
     Exit status: 0 when done, 1 when the loss or weights became NaN or infinite
     (nothing from that epoch is saved), 2 for bad input or an unusable run directory.
     """
-    from .train import TrainConfig, TrainingStopped, read_config_file
-    from .train import train as run_training
+    from .training.config import TrainConfig, read_config_file
+    from .training.loop import TrainingStopped
+    from .training.loop import train as run_training
 
     # `given`: the fields set on purpose, which a resume checks against the saved run.
     values = read_config_file(config_file) if config_file else {}

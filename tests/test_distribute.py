@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from alexnet_keras import distribute
 from alexnet_keras.errors import UserError
+from alexnet_keras.training import distribute
 
 
 def run_script(code):
@@ -38,8 +38,9 @@ def test_simulation_conflicts_with_default_strategy():
 
 MIRRORED_EQUALS_SINGLE = """
 import numpy as np, keras, tensorflow as tf
-from alexnet_keras import AlexNet, distribute
-from alexnet_keras.optimizers import PaperSGD
+from alexnet_keras import AlexNet
+from alexnet_keras.training import distribute
+from alexnet_keras.training.optimizers import PaperSGD
 
 strategy = distribute.strategy_for("auto", simulate_gtx580=True)
 assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
@@ -75,7 +76,8 @@ def test_one_mirrored_step_equals_one_device_step():
 
 REPLICA_MASKS = """
 import numpy as np, keras, tensorflow as tf
-from alexnet_keras import AlexNetDropout, distribute
+from alexnet_keras import AlexNetDropout
+from alexnet_keras.training import distribute
 
 strategy = distribute.strategy_for("mirrored", simulate_gtx580=True)
 with strategy.scope():
@@ -131,7 +133,7 @@ def test_loads_without_tensorflow_on_other_backends():
     """GPU machines may have JAX and no TensorFlow: the module and is_chief must still load."""
     import os
 
-    code = ("import sys; from alexnet_keras import distribute; "
+    code = ("import sys; from alexnet_keras.training import distribute; "
             "assert distribute.is_chief({}) and 'tensorflow' not in sys.modules")
     env = dict(os.environ, KERAS_BACKEND="jax")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from alexnet_keras import data
+from alexnet_keras.preprocessing import get_spec
 from alexnet_keras.simulations import hardware, paper
-from alexnet_keras.train import MAX_LR_DROPS, LearningRateSchedule, TrainConfig
+from alexnet_keras.training.callbacks import LearningRateSchedule
+from alexnet_keras.training.config import MAX_LR_DROPS, PAPER_EPOCHS, TrainConfig
 from conftest import shared_path
 
 RECIPE = paper.recipe()
@@ -34,8 +36,6 @@ def test_training_defaults_are_the_papers():
     assert config.weight_decay == RECIPE["weight_decay"]
     assert config.dropout_rate == RECIPE["dropout_rate"]
     assert config.lr_schedule == "paper"
-    from alexnet_keras.train import PAPER_EPOCHS
-
     assert PAPER_EPOCHS == RECIPE["epochs"]
 
 
@@ -53,7 +53,7 @@ def test_plateau_schedule_divides_by_ten_at_most_three_times():
         schedule.on_epoch_begin(epoch)
         lrs.append(float(schedule.model.optimizer.learning_rate.numpy()))
         schedule.on_epoch_end(epoch, {"val_acc": 0.5})
-    drops = [a / b for a, b in zip(lrs, lrs[1:]) if not np.isclose(a, b)]
+    drops = [a / b for a, b in zip(lrs[:-1], lrs[1:], strict=True) if not np.isclose(a, b)]
     assert MAX_LR_DROPS == RECIPE["lr_drops"]
     assert len(drops) == RECIPE["lr_drops"]
     np.testing.assert_allclose(drops, RECIPE["lr_drop_factor"], rtol=1e-6)
@@ -96,15 +96,13 @@ def test_initialisation_as_built(model):
 
 def test_pca_noise_and_resize_constants():
     assert data.PCA_ALPHA_STD == RECIPE["pca_alpha_std"]
-    from alexnet_keras.preprocessing import get_spec
-
     assert get_spec("paper")["resize"] == RECIPE["resize"]
 
 
 def test_training_transform_flips_horizontally():
     import tensorflow as tf
 
-    spec = dict(data.get_spec("paper"))
+    spec = dict(get_spec("paper"))
     size = spec["input_size"]
     # A 256x256 image whose columns are all different and whose crop is fixed:
     # make the image exactly the input size so the random crop is the identity.

@@ -171,7 +171,8 @@ def test_divergence_after_a_finished_epoch_keeps_that_epoch(tmp_path, reference)
     """Epoch 1 is fine, epoch 2's last update makes a weight NaN: epoch 1's files stay, and resume works."""
     import keras
 
-    from alexnet_keras.train import TrainConfig, TrainingStopped, train
+    from alexnet_keras.training.config import TrainConfig
+    from alexnet_keras.training.loop import TrainingStopped, train
 
     class PoisonEpoch2(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):

@@ -401,7 +401,7 @@ def _measured_peak(variant, batch, optimizer, steps=3):
     import tensorflow as tf
 
     from alexnet_keras.models import AlexNet
-    from alexnet_keras.optimizers import PaperSGD
+    from alexnet_keras.training.optimizers import PaperSGD
 
     base = tf.config.experimental.get_memory_info("CPU:0")["current"]
     model = AlexNet(variant, seed=0)

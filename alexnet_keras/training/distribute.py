@@ -2,9 +2,9 @@
 
 `--simulate-gtx580` recreates the paper's pair of 3 GB cards as two replicas:
 
-* with GPUs: two logical GPUs capped at 3072 MiB (carved from one card, or the first
-  two cards each capped), following TF's "Using multiple GPUs" guide. This path is
-  written to the TF docs but has not been run on a GPU here;
+* with GPUs: two logical GPUs capped at 3072 MiB (`GTX580_MEMORY_MIB`), carved from
+  one card, or the first two cards each capped, following TF's "Using multiple GPUs"
+  guide. This path is written to the TF docs but has not been run on a GPU here;
 * CPU only: two logical CPU devices; the 3 GB limit is enforced by the memory plan
   (`alexnet_keras.simulations.memory`), since `memory_limit` only works on GPUs.
 
@@ -19,8 +19,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from .constants import GTX580_MEMORY_BYTES, STRATEGIES
-from .errors import UserError
+from ..constants import GTX580_MEMORY_BYTES, STRATEGIES
+from ..errors import UserError
 
 GTX580_MEMORY_MIB = GTX580_MEMORY_BYTES // 2**20  # logical GPUs take MiB
 

@@ -9,8 +9,10 @@ directly, outside the momentum), which differs from the second step on.
 import keras
 from keras import ops
 
+from ..constants import KERAS_PACKAGE
 
-@keras.saving.register_keras_serializable(package="alexnet_keras")
+
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
 class PaperSGD(keras.optimizers.SGD):
     """SGD with momentum and L2 decay coupled into the momentum update.
 

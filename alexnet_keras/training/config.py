@@ -1,0 +1,264 @@
+"""What defines a training run: `TrainConfig`, its validation, and the defaults a run resolves.
+
+Plain Python (no Keras), so the CLI, notebooks and tools can build, check and
+read configs without a backend. `TrainConfig.validate` checks every field in one
+place; `resolve` fills the data- and variant-dependent defaults; `resumed_config`
+says which fields a resumed run may change.
+
+>>> TrainConfig().update(epochs="3", lr="0.02").validate().epochs
+3
+>>> parse_schedule("step:51,25,79")
+[25, 51, 79]
+"""
+
+import dataclasses
+import json
+import math
+import pathlib
+
+from ..constants import DEFAULT_DROPOUT, DEFAULT_INIT, DROPOUT_MODES, INIT_SCHEMES, STRATEGIES, TOWER_IMPLS, VARIANTS
+from ..errors import UserError
+
+SYNTHETIC_DEFAULT_EPOCHS = 1  # synthetic data is a smoke test, not a recipe
+PAPER_EPOCHS = 90
+PLATEAU_PATIENCE = 5  # the paper gives no number; an epoch count that suits 90 epochs
+MAX_LR_DROPS = 3  # [P] §5: "reduced three times prior to termination"
+MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed seeds numpy, which takes 32 bits
+
+# Fields a resumed run may change; every other field keeps the value saved in config.json.
+RESUME_MAY_CHANGE = (
+    "epochs", "lr_schedule", "plateau_patience", "validation_steps", "strategy", "simulate_gtx580",
+    "jit_compile", "steps_per_execution", "tfds_data_dir", "tfds_manual_dir", "run_dir",
+)
+
+
+# The allowed values of the enumerated fields (constants.py defines them once).
+CHOICES = {
+    "variant": VARIANTS,
+    "init": INIT_SCHEMES,
+    "dropout": DROPOUT_MODES,
+    "tower_impl": TOWER_IMPLS,
+    "strategy": STRATEGIES,
+}
+
+# (lowest allowed, whether None is allowed) for integer fields.
+_INT_FIELDS = {
+    "classes": (2, True),
+    "epochs": (1, True),
+    "steps_per_epoch": (1, True),
+    "validation_steps": (1, True),
+    "batch_size": (1, False),
+    "plateau_patience": (1, False),
+    "seed": (0, False),
+    "steps_per_execution": (1, False),
+    "synthetic_classes": (2, False),
+    "synthetic_train_examples": (1, True),
+    "synthetic_val_examples": (1, True),
+}
+# (lowest, whether the lowest is excluded, highest excluded) for float fields; all must be finite.
+_FLOAT_FIELDS = {
+    "lr": (0.0, True, math.inf),
+    "momentum": (0.0, False, 1.0),
+    "weight_decay": (0.0, False, math.inf),
+    "dropout_rate": (0.0, False, 1.0),
+}
+_BOOL_FIELDS = ("simulate_gtx580", "jit_compile")
+_PATH_FIELDS = ("tfds_data_dir", "tfds_manual_dir", "run_dir")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run. Printed at the start, saved as `config.json`.
+
+    `None` fields are resolved when the run starts (see `resolve`), and the
+    resolved values are what `config.json` records. `validate` checks every field.
+    """
+
+    variant: str = "2012"
+    data: str = "synthetic"
+    classes: int | None = None  # default: the data's class count
+    epochs: int | None = None  # default: 90 on real data, 1 on synthetic
+    steps_per_epoch: int | None = None  # default: one pass over the training set
+    validation_steps: int | None = None  # default: the whole validation set
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "paper"  # "paper" (drop on plateau) or "step:25,51,79"
+    plateau_patience: int = PLATEAU_PATIENCE
+    init: str | None = None  # "paper" | "caffe" | "torch"; default: the variant's
+    dropout: str | None = None  # "paper" | "inverted"; default: the variant's
+    dropout_rate: float = 0.5
+    tower_impl: str = "split"
+    seed: int = 0
+    strategy: str = "auto"
+    simulate_gtx580: bool = False
+    jit_compile: bool = False  # off: XLA is slower for this net on TF CPU (benchmarks/RESULTS.md)
+    steps_per_execution: int = 1
+    synthetic_classes: int = 1000
+    synthetic_train_examples: int | None = None
+    synthetic_val_examples: int | None = None
+    tfds_data_dir: str | None = None
+    tfds_manual_dir: str | None = None
+    run_dir: str | None = None
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def update(self, **values):
+        """Returns a copy with `values` set, converting strings from `--set key=value`."""
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        changes = {}
+        for key, value in values.items():
+            if key not in types:
+                raise UserError(f"unknown config field {key!r}; fields: {', '.join(types)}")
+            changes[key] = _coerce(key, value, types[key])
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_file(cls, path):
+        """A config from a JSON object of fields, or from a run's `config.json` (`{"config": {...}}`)."""
+        return cls().update(**read_config_file(path))
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    def validate(self):
+        """Raises `UserError` naming the first field with a value that cannot work; returns self."""
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value is None and name in ("init", "dropout"):
+                continue
+            if value not in allowed:
+                raise UserError(f"bad value for {name}: {value!r} (choose from {', '.join(allowed)})")
+        for name, (low, none_ok) in _INT_FIELDS.items():
+            value = getattr(self, name)
+            if value is None and none_ok:
+                continue
+            high = MAX_SEED if name == "seed" else None
+            if type(value) is not int or value < low or (high is not None and value > high):
+                span = f"from {low} to {high}" if high is not None else f">= {low}"
+                raise UserError(f"bad value for {name}: {value!r} (expected an integer {span})")
+        for name, (low, low_open, high) in _FLOAT_FIELDS.items():
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or value < low or (low_open and value == low) or value >= high:
+                span = f"{'>' if low_open else '>='} {low:g}" + (f" and < {high:g}" if math.isfinite(high) else "")
+                raise UserError(f"bad value for {name}: {value!r} (expected a finite number {span})")
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"bad value for {name}: {getattr(self, name)!r} (expected true or false)")
+        for name in _PATH_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise UserError(f"bad value for {name}: {value!r} (expected a path)")
+        if not isinstance(self.data, str) or not self.data:
+            raise UserError(f"bad value for data: {self.data!r} (expected 'synthetic', a folder or tfds:NAME)")
+        if not isinstance(self.lr_schedule, str):
+            raise UserError(f"bad value for lr_schedule: {self.lr_schedule!r} (expected 'paper' or 'step:E1,E2,...')")
+        parse_schedule(self.lr_schedule)
+        return self
+
+
+def read_config_file(path):
+    """The fields in a JSON config file, as a dict; `UserError` for anything else."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}" if not path.exists() else f"config file {path} is not a file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise UserError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not UTF-8 text; it must hold a JSON object of TrainConfig fields") from None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"config file {path} is not valid JSON: {e}") from None
+    if isinstance(values, dict) and "config" in values:
+        values = values["config"]
+    if not isinstance(values, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(values), "a number")
+        raise UserError(f'config file {path} holds {kind}; it must hold a JSON object of TrainConfig fields, '
+                        'e.g. {"batch_size": 64}')
+    return values
+
+
+_EXPECTED = {"int": "an integer", "float": "a number", "bool": "true or false"}
+
+
+def _coerce(key, value, annotation):
+    if not isinstance(value, str) or annotation in ("str", "str | None"):
+        return value
+    if value.lower() in ("none", "null") and "None" in str(annotation):
+        return None
+    kind = next((k for k in ("bool", "int", "float") if k in str(annotation)), None)
+    try:
+        if kind == "bool":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+    except ValueError:
+        raise UserError(f"bad value for {key}: {value!r} (expected {_EXPECTED[kind]})") from None
+    return value
+
+
+def parse_schedule(spec):
+    """`"paper"` -> None (plateau); `"step:25,51,79"` -> sorted epoch boundaries."""
+    if spec == "paper":
+        return None
+    if spec.startswith("step:"):
+        try:
+            boundaries = sorted(int(b) for b in spec[5:].split(","))
+        except ValueError:
+            boundaries = None
+        if boundaries and all(0 < b for b in boundaries):
+            return boundaries
+    raise UserError(f"bad --lr-schedule {spec!r}: use 'paper' or 'step:E1,E2,...' (epochs, e.g. step:25,51,79)")
+
+
+def resolve(config, info):
+    """Fills the config's data- and variant-dependent defaults, as config.json records them."""
+    changes = {}
+    if config.classes is None:
+        changes["classes"] = info.classes
+    elif config.classes != info.classes:
+        raise UserError(f"--classes {config.classes} does not match the data's {info.classes} classes")
+    if config.epochs is None:
+        changes["epochs"] = SYNTHETIC_DEFAULT_EPOCHS if info.synthetic else PAPER_EPOCHS
+    if config.init is None:
+        changes["init"] = DEFAULT_INIT[config.variant]
+    if config.dropout is None:
+        changes["dropout"] = DEFAULT_DROPOUT[config.variant]
+    return dataclasses.replace(config, **changes)
+
+
+def given_fields(config):
+    """The fields that differ from `TrainConfig()`: what a caller set on purpose, by default."""
+    defaults = TrainConfig()
+    return {f for f in TrainConfig.field_names() if getattr(config, f) != getattr(defaults, f)}
+
+
+def resumed_config(record, config, given):
+    """The saved config with the changes a resume may make; refuses the others."""
+    try:
+        saved = TrainConfig().update(**record["config"])
+    except (UserError, TypeError) as e:
+        raise UserError(f"{config.run_dir}/config.json is damaged ({e}); nothing to resume") from None
+    changed = {}
+    for key in given:
+        new, old = getattr(config, key), getattr(saved, key)
+        if key == "run_dir" or new is None or new == old:
+            continue
+        if key not in RESUME_MAY_CHANGE:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{flag} {new} conflicts with this run's saved {key} {old}; a resumed run keeps it "
+                            "(leave the flag out, or start a new --run-dir)")
+        changed[key] = [old, new]
+    saved = dataclasses.replace(saved, **{k: v[1] for k, v in changed.items()}, run_dir=config.run_dir)
+    return saved, changed
