@@ -6,7 +6,7 @@
 
 What is timed (all on the same cores, ours and the peer alternating step by step):
 
-* train: `alexnet_keras.train.build_model(TrainConfig(variant, classes=1000,
+* train: `alexnet_keras.training.loop.build_model(TrainConfig(variant, classes=1000,
   batch_size=B))`, the very model and compiled train step `alexnet-keras train`
   runs (PaperSGD, loss, acc and top-5 metrics), fed in-memory synthetic tensors
   through `model.train_on_batch`. Peer: torchvision `alexnet()` (owt) or the
@@ -22,42 +22,44 @@ defaults (which use every core).
 Also measured: the input pipeline (`alexnet_keras.data.load` on imagenette,
 batches iterated without a model) against the model's training img/s, and the
 peak TF memory of a training step (`tf.config.experimental.get_memory_info`)
-against the planner (`alexnet_keras.simulations.memory.plan`).
+against the planner (`alexnet_keras.simulations.memory.plan`, within its
+`CALIBRATION_TOLERANCE`).
+
+Everything runs on TensorFlow: no row needs JAX, so none is skipped without it.
 
 Other processes on the machine slow both sides; the load average is recorded
 next to every row. Compare ratios, not absolute img/s, across runs.
 """
 
 import argparse
-import datetime
 import gc
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
 
 # torch and torchvision before TensorFlow: the other order segfaults (TF 2.21, torchvision 0.29.1).
-from benchmarks import peers
+import torch
 
-import torch  # noqa: E402  (after peers on purpose)
+from benchmarks import peers  # imports torchvision
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import keras  # noqa: E402
 
 from alexnet_keras import profile  # noqa: E402
+from alexnet_keras.constants import DEFAULT_PREPROCESSING  # noqa: E402
 from alexnet_keras.simulations import memory  # noqa: E402
-from alexnet_keras.train import TrainConfig, build_model  # noqa: E402
+from alexnet_keras.training.config import TrainConfig  # noqa: E402
+from alexnet_keras.training.loop import build_model  # noqa: E402
+from benchmarks import harness  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-VARIANTS = ("owt", "2012")
-SPEC = {"2012": "paper", "owt": "torchvision"}  # each variant's own preprocessing
+VARIANTS = ("owt", "2012")  # the order the rows run in (constants.VARIANTS lists 2012 first)
 TARGETS = {  # issue 6: minimum ratios at batch 64
     ("owt", "train"): 1.5,
     ("2012", "train"): 2.0,
@@ -65,31 +67,18 @@ TARGETS = {  # issue 6: minimum ratios at batch 64
     ("2012", "infer"): 2.0,
 }
 PIPELINE_TARGET = 2.0  # input pipeline img/s >= 2x model training img/s
-MEMORY_TOLERANCE = 0.25  # planner within 25% of the measured peak
 
 
 def default_data_path():
-    shared = os.environ.get("ALEXNET_SHARED") or str(REPO.parent / "shared")
+    shared = os.environ.get("ALEXNET_SHARED") or str(harness.REPO.parent / "shared")
     return pathlib.Path(shared) / "data" / "imagenette"
 
 
-def machine_info():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+def framework_info():
+    """Versions and thread settings of the frameworks timed here, for `harness.machine_info`."""
     import torchvision
 
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
@@ -98,38 +87,11 @@ def machine_info():
         "numpy": np.__version__,
         "torch_threads": torch.get_num_threads(),
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
-        "load_average_start": [round(x, 2) for x in os.getloadavg()],
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
 
 
-def _load():
-    return round(os.getloadavg()[0], 2)
-
-
-def alternate(fns, steps, warmup):
-    """Runs each callable `warmup` times, then `steps` rounds, alternating the order
-    every round so neither side always runs right after the other. Returns seconds
-    per call, by name."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    names = list(fns)
-    for step in range(steps):
-        for name in names if step % 2 == 0 else reversed(names):
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def _rate(batch, seconds):
-    return batch / statistics.median(seconds)
-
-
 def _row(variant, mode, batch, ours, peer, load_before):
-    ours_rate, peer_rate = _rate(batch, ours), _rate(batch, peer)
+    ours_rate, peer_rate = harness.rate(batch, ours), harness.rate(batch, peer)
     return {
         "variant": variant,
         "mode": mode,
@@ -139,11 +101,11 @@ def _row(variant, mode, batch, ours, peer, load_before):
         "ratio": round(ours_rate / peer_rate, 3),
         # Median over steps of peer_seconds / ours_seconds for the two calls of one round,
         # which ran back to back: less swayed by load that drifts during the run.
-        "ratio_paired_median": round(statistics.median(p / o for o, p in zip(ours, peer)), 3),
+        "ratio_paired_median": round(statistics.median(p / o for o, p in zip(ours, peer, strict=True)), 3),
         "steps": len(ours),
         "ours_img_s_min_max": [round(batch / max(ours), 2), round(batch / min(ours), 2)],
         "peer_img_s_min_max": [round(batch / max(peer), 2), round(batch / min(peer), 2)],
-        "load_average": [load_before, _load()],
+        "load_average": [load_before, harness.load_average()],
     }
 
 
@@ -166,12 +128,12 @@ def bench_variant(variant, batch, steps, warmup, echo):
         peaks.append(tf.config.experimental.get_memory_info("CPU:0")["peak"] - base)
 
     rows = []
-    load = _load()
-    t = alternate({"ours": ours_train, "peer": lambda: peer.train_step(px, py)}, steps, warmup)
+    load = harness.load_average()
+    t = harness.alternate({"ours": ours_train, "peer": lambda: peer.train_step(px, py)}, steps, warmup)
     rows.append(_row(variant, "train", batch, t["ours"], t["peer"], load))
     echo(_format_row(rows[-1]))
-    load = _load()
-    t = alternate({"ours": lambda: model.predict_on_batch(x), "peer": lambda: peer.infer(px)}, steps, warmup)
+    load = harness.load_average()
+    t = harness.alternate({"ours": lambda: model.predict_on_batch(x), "peer": lambda: peer.infer(px)}, steps, warmup)
     rows.append(_row(variant, "infer", batch, t["ours"], t["peer"], load))
     echo(_format_row(rows[-1]))
 
@@ -185,12 +147,12 @@ def bench_variant(variant, batch, steps, warmup, echo):
         "measured_peak_min_bytes": int(min(timed_peaks)),
         "planned_bytes": int(plan.total_bytes),
         "plan_over_measured": round(plan.total_bytes / measured, 3),
-        "within_tolerance": abs(plan.total_bytes / measured - 1) <= MEMORY_TOLERANCE,
+        "within_tolerance": abs(plan.total_bytes / measured - 1) <= memory.CALIBRATION_TOLERANCE,
         "method": "tf.config.experimental.get_memory_info('CPU:0')['peak'] after reset_memory_stats, "
         "minus the allocator's bytes in use before the model was built; max over the timed "
         "train_on_batch steps (TF's CPU allocator, not process RSS)",
     }
-    del model, peer
+    model = peer = None  # frees them before the next variant (closures above still name them)
     keras.backend.clear_session()
     gc.collect()
     return rows, mem
@@ -200,7 +162,7 @@ def bench_pipeline(data_path, variant, batch, batches, warmup, train_img_s):
     """img/s of the real training input pipeline, iterated without a model."""
     from alexnet_keras import data
 
-    train_ds, _, info = data.load(str(data_path), batch_size=batch, spec=SPEC[variant], validation=False)
+    train_ds, _, info = data.load(str(data_path), batch_size=batch, spec=DEFAULT_PREPROCESSING[variant], validation=False)
     iterator = iter(train_ds.repeat())
     for _ in range(warmup):  # fills and drains the prefetch buffer
         next(iterator)
@@ -211,7 +173,7 @@ def bench_pipeline(data_path, variant, batch, batches, warmup, train_img_s):
     rate = batches * batch / seconds
     return {
         "data": str(data_path),
-        "spec": SPEC[variant],
+        "spec": DEFAULT_PREPROCESSING[variant],
         "variant": variant,
         "batch": batch,
         "batches": batches,
@@ -219,7 +181,7 @@ def bench_pipeline(data_path, variant, batch, batches, warmup, train_img_s):
         "pipeline_img_s": round(rate, 2),
         "model_train_img_s": train_img_s,
         "pipeline_over_training": round(rate / train_img_s, 3) if train_img_s else None,
-        "load_average": _load(),
+        "load_average": harness.load_average(),
     }
 
 
@@ -227,7 +189,7 @@ def bench_fit_on_pipeline(data_path, variant, batch, steps):
     """Training img/s of `model.fit` on the real pipeline (both share the cores)."""
     from alexnet_keras import data
 
-    train_ds, _, _ = data.load(str(data_path), batch_size=batch, spec=SPEC[variant], validation=False)
+    train_ds, _, _ = data.load(str(data_path), batch_size=batch, spec=DEFAULT_PREPROCESSING[variant], validation=False)
     model = build_model(TrainConfig(variant=variant, classes=10, batch_size=batch))
     stamps = []
 
@@ -236,8 +198,8 @@ def bench_fit_on_pipeline(data_path, variant, batch, steps):
             stamps.append(time.perf_counter())
 
     model.fit(train_ds.repeat(), steps_per_epoch=steps + 2, epochs=1, verbose=0, shuffle=False, callbacks=[Stamp()])
-    rate = _rate(batch, np.diff(stamps[1:]))  # drop the first step (tracing)
-    del model
+    rate = harness.rate(batch, np.diff(stamps[1:]))  # drop the first step (tracing)
+    model = None
     keras.backend.clear_session()
     gc.collect()
     return round(rate, 2)
@@ -307,7 +269,7 @@ def profile_layers(variant, batch, steps, warmup, echo):
             block(tx).backward(tg)
             return float(next(block.parameters()).grad.reshape(-1)[0]) if list(block.parameters()) else 0.0
 
-        t = alternate(
+        t = harness.alternate(
             {
                 "ours_f": lambda f=ours_f, x=x: np.asarray(f(x)).ravel()[0],
                 "peer_f": peer_f,
@@ -328,11 +290,11 @@ def profile_layers(variant, batch, steps, warmup, echo):
     # The optimizer update alone: random gradients into each side's own optimizer.
     variables = model.trainable_variables
     grads = [tf.random.normal(v.shape, stddev=1e-3) for v in variables]
-    ours_update = tf.function(lambda: model.optimizer.apply_gradients(zip(grads, variables)))
+    ours_update = tf.function(lambda: model.optimizer.apply_gradients(zip(grads, variables, strict=True)))
     params = list(peer.model.parameters())
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
-    t = alternate(
+    t = harness.alternate(
         {"ours": lambda: (ours_update(), variables[0].numpy().ravel()[0]),
          "peer": lambda: (peer.optimizer.step(), float(params[0].detach().reshape(-1)[0]))},
         steps, warmup,
@@ -342,11 +304,11 @@ def profile_layers(variant, batch, steps, warmup, echo):
                  "ours_fwd_bwd_ms": round(statistics.median(t["ours"]) * 1e3, 1),
                  "peer_fwd_bwd_ms": round(statistics.median(t["peer"]) * 1e3, 1)})
     echo(f"{variant:>5} {'optimizer':<14} update {rows[-1]['ours_fwd_bwd_ms']:8.1f} / {rows[-1]['peer_fwd_bwd_ms']:8.1f} ms")
-    del model, peer
+    model = peer = None  # frees them before the next variant (closures above still name them)
     keras.backend.clear_session()
     gc.collect()
     return {"variant": variant, "batch": batch, "steps": steps, "blocks": rows,
-            "load_average": _load()}
+            "load_average": harness.load_average()}
 
 
 def _format_row(r):
@@ -375,7 +337,7 @@ def _targets(results, pipelines, memories):
     for m in memories:
         checks.append({
             "name": f"memory plan / measured peak, {m['variant']} batch {m['batch']}",
-            "value": m["plan_over_measured"], "target": f"1 +- {MEMORY_TOLERANCE}",
+            "value": m["plan_over_measured"], "target": f"1 +- {memory.CALIBRATION_TOLERANCE}",
             "met": m["within_tolerance"],
         })
     return checks
@@ -387,7 +349,7 @@ def run(quick=False, variants=VARIANTS, batches=None, steps=None, warmup=None, d
     steps = steps or (5 if quick else 10)
     warmup = warmup if warmup is not None else (1 if quick else 2)
     torch.set_num_threads(os.cpu_count())
-    machine = machine_info()
+    machine = harness.machine_info(framework_info())
     echo(f"{'var':>5} {'mode':>5} {'batch':>5} {'ours img/s':>10} {'peer img/s':>10} {'ratio':>7} {'paired':>7}")
     results, memories = [], []
     for batch in batches:
@@ -427,7 +389,7 @@ def run(quick=False, variants=VARIANTS, batches=None, steps=None, warmup=None, d
         "settings": {
             "steps": steps, "warmup": warmup, "batches": batches, "variants": list(variants),
             "statistic": "median img/s over the timed steps; ratio = ours / peer",
-            "ours": "alexnet_keras.train.build_model (jit_compile False, steps_per_execution 1): "
+            "ours": "alexnet_keras.training.loop.build_model (jit_compile False, steps_per_execution 1): "
             "train_on_batch / predict_on_batch on in-memory tensors",
             "peers": "owt: torchvision.models.alexnet; 2012: benchmarks.peers.AlexNet2012 "
             "(Conv2d groups=2, LocalResponseNorm(5, 5e-4, 0.75, 2)); SGD momentum 0.9, weight decay 5e-4",

@@ -9,7 +9,7 @@ imported (`import alexnet_keras` and `AlexNet` pull in no TF; the run checks).
 Entries, each timed for training (one optimizer step per call) and inference:
 
 * `keras-jax ours 2012 split|grouped`, `keras-jax ours owt`: the package's models
-  through `alexnet_keras.train.build_model` (PaperSGD, the paper's loss and
+  through `alexnet_keras.training.loop.build_model` (PaperSGD, the paper's loss and
   metrics) with `jit_compile=True` (jax.jit), under the `mixed_bfloat16` dtype
   policy, timed with `train_on_batch` / `predict_on_batch` on device arrays.
   `split` is the default tower implementation; `grouped` runs conv2/4/5 as one
@@ -40,8 +40,10 @@ import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from benchmarks.harness import REPO, package_constants, time_calls
+
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
+INPUT_SIZE = package_constants().INPUT_SIZE
 
 # (part, name, variant, kind): run in this order, most important first.
 ENTRIES = [
@@ -57,19 +59,6 @@ ENTRIES = [
 # Rough seconds an entry needs on an H100 (compiles included); an entry starts only
 # if this much of the budget is left.
 NEEDS_S = {"split": 30, "grouped": 30, "ours": 25, "reference": 30, "eager": 10, "compile": 60}
-INPUT = {"2012": 227, "owt": 224}
-
-
-# --- shared timing --------------------------------------------------------------
-def time_calls(fn, steps, warmup):
-    for _ in range(warmup):
-        fn()
-    seconds = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        seconds.append(time.perf_counter() - start)
-    return seconds
 
 
 def _entry_result(name, variant, batch, train_s, infer_s, started, extra=None):
@@ -101,7 +90,8 @@ def reference_2012(classes=1000):
             window = sum(squared[..., i : i + c] for i in range(5))
             return x * ops.power(2.0 + 1e-4 * window, -0.75)
 
-    inputs = keras.Input((227, 227, 3))
+    size = INPUT_SIZE["2012"]
+    inputs = keras.Input((size, size, 3))
     x = layers.Conv2D(96, 11, strides=4, activation="relu")(inputs)
     x = layers.MaxPooling2D(3, 2)(LRN()(x))
     x = layers.Conv2D(256, 5, padding="same", groups=2, activation="relu")(x)
@@ -129,7 +119,8 @@ def run_keras(entries, batch, steps, warmup, deadline, emit):
     import numpy as np
 
     keras.config.set_dtype_policy("mixed_bfloat16")
-    from alexnet_keras.train import TrainConfig, build_model
+    from alexnet_keras.training.config import TrainConfig
+    from alexnet_keras.training.loop import build_model
 
     emit({"part": "keras", "device": str(jax.devices()[0].device_kind), "platform": jax.devices()[0].platform,
           "jax": jax.__version__, "keras": keras.__version__, "keras_backend": keras.backend.backend(),
@@ -150,13 +141,13 @@ def run_keras(entries, batch, steps, warmup, deadline, emit):
                                      tower_impl=tower)
                 model = build_model(config)
             if variant not in data:
-                size = INPUT[variant]
+                size = INPUT_SIZE[variant]
                 x = jax.device_put(rng.standard_normal((batch, size, size, 3), dtype=np.float32))
                 y = jax.device_put(rng.integers(0, 1000, batch).astype(np.int32))
                 data[variant] = (x, y)
             x, y = data[variant]
-            train_s = time_calls(lambda: model.train_on_batch(x, y), steps, warmup)
-            infer_s = time_calls(lambda: model.predict_on_batch(x), steps, warmup)
+            train_s = time_calls(lambda model=model, x=x, y=y: model.train_on_batch(x, y), steps, warmup)
+            infer_s = time_calls(lambda model=model, x=x: model.predict_on_batch(x), steps, warmup)
             emit(_entry_result(name, variant, batch, train_s, infer_s, started))
         except Exception as e:  # noqa: BLE001 -- one failed entry (OOM, ...) must not stop the rest
             emit({"name": name, "error": f"{type(e).__name__}: {str(e)[:500]}"})
@@ -190,8 +181,8 @@ def run_torch(entries, batch, steps, warmup, deadline, emit, smoke):
             peer = peers.Peer(variant, device=device, compile=kind == "compile", channels_last=True,
                               autocast=torch.bfloat16)
             x, y = peer.batch(batch)
-            train_s = time_calls(lambda: peer.train_step(x, y), steps, warmup)
-            infer_s = time_calls(lambda: peer.infer(x), steps, warmup)
+            train_s = time_calls(lambda peer=peer, x=x, y=y: peer.train_step(x, y), steps, warmup)
+            infer_s = time_calls(lambda peer=peer, x=x: peer.infer(x), steps, warmup)
             emit(_entry_result(name, variant, batch, train_s, infer_s, started))
         except Exception as e:  # noqa: BLE001 -- one failed entry (OOM, compile error) must not stop the rest
             emit({"name": name, "error": f"{type(e).__name__}: {str(e)[:500]}"})

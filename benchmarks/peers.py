@@ -19,10 +19,14 @@ this module first for that reason.
 import torch
 from torch import nn
 
+from benchmarks.harness import package_constants
+
 try:  # torchvision first, before anything imports TensorFlow
     import torchvision
 except ImportError:  # the gpu script can still run the 2012 peer
     torchvision = None
+
+INPUT_SIZE = package_constants().INPUT_SIZE
 
 
 class AlexNet2012(nn.Module):
@@ -61,9 +65,6 @@ class AlexNet2012(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x))
-
-
-INPUT_SIZE = {"2012": 227, "owt": 224}
 
 
 def make_model(variant, classes=1000):
@@ -131,10 +132,6 @@ class Peer:
         with torch.inference_mode():
             out = self._infer_impl(x)
             return float(out[0, 0].float().cpu())
-
-
-def set_threads(n):
-    torch.set_num_threads(n)
 
 
 # Blocks of the torch peers that match the Keras models' layers, for per-layer

@@ -1,7 +1,7 @@
 """Smoke tests of the benchmark scripts: they run and report well-formed numbers.
 
 No timing is asserted (the CI machine is shared and noisy); only the shape of the
-report and its arithmetic.
+report and its arithmetic, and the shared harness by hand.
 """
 
 import json
@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from alexnet_keras import constants
+from benchmarks import harness
 from conftest import REPO, require_torch
 
 RESULT_KEYS = {"variant", "mode", "batch", "ours_img_s", "peer_img_s", "ratio"}
@@ -27,6 +29,35 @@ def _run(args, timeout):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
+
+
+def test_alternate_swaps_the_order_every_round():
+    calls = []
+    times = harness.alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, steps=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then ab, ba, ab
+    assert [len(t) for t in times.values()] == [3, 3] and all(s >= 0 for t in times.values() for s in t)
+
+
+def test_time_calls_and_rate():
+    calls = []
+    seconds = harness.time_calls(lambda: calls.append(1), steps=4, warmup=2)
+    assert len(calls) == 6 and len(seconds) == 4
+    assert harness.rate(64, [1.0, 4.0, 2.0]) == 32.0  # the median step, not the mean
+
+
+def test_package_constants_load_without_keras():
+    """The torch part of benchmarks.gpu reads input sizes here: no Keras, JAX or TF may come with them."""
+    code = (
+        "import json, sys; from benchmarks import harness, peers; c = harness.package_constants(); "
+        "print(json.dumps([c.INPUT_SIZE, peers.INPUT_SIZE, "
+        "[m for m in ('keras', 'jax', 'tensorflow', 'alexnet_keras') if m in sys.modules]]))"
+    )
+    require_torch()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sizes, peer_sizes, loaded = json.loads(proc.stdout)
+    assert sizes == peer_sizes == constants.INPUT_SIZE and loaded == []
 
 
 def _positive(value):
