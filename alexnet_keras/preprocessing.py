@@ -34,7 +34,8 @@ from keras import ops
 from .constants import DEFAULT_PREPROCESSING, INPUT_SIZE
 from .errors import UserError
 
-# ImageNet mean pixel, RGB, 0-255 (Caffe's ilsvrc_2012_mean; the usual constant).
+# ImageNet mean pixel, RGB, 0-255: the constant of keras.applications' "caffe" mode
+# (keras/src/applications/imagenet_utils.py, `mean = [103.939, 116.779, 123.68]` in BGR).
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 # torchvision's ImageNet normalisation (torchvision.models docs), RGB in [0, 1].
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)

@@ -193,3 +193,15 @@ def test_gtx580_file_matches_facts():
     assert gpu.value("memory_reference_card") == _number_after(hw, r"reference card has ([\d.]+) GB")
     assert gpu.value("memory_paper_card") == _number_after(hw, r"the cards \[P\] used had (\d+) GB")
     assert gpu.value("peak_fp32") == _number_after(hw.replace(",", ""), r"= (\d+) GFLOP/s")
+
+
+def test_mean_pixel_is_keras_applications_caffe_mean():
+    # The source named beside IMAGENET_MEAN_RGB: keras.applications' "caffe" mode subtracts it (in BGR order).
+    from keras.applications import imagenet_utils
+
+    from alexnet_keras.preprocessing import get_spec, normalize
+
+    zeros = np.zeros((1, 1, 1, 3), "float32")
+    theirs = np.asarray(imagenet_utils.preprocess_input(zeros.copy(), mode="caffe"))[..., ::-1]  # BGR -> RGB
+    ours = np.asarray(normalize(zeros, get_spec("paper")))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
