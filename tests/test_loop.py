@@ -90,7 +90,8 @@ def test_simulated_gtx580_run_writes_the_run_directory(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 replica" in result.stdout and "2x GTX 580" in result.stdout and "synthetic" in result.stdout
     for path in ["config.json", "history.csv", "tensorboard", "checkpoints/last.keras", "checkpoints/best.keras",
-                 "backup/training_metadata.json", "summary.json"]:
+                 "checkpoints/last.json", "backup/epoch-0001.weights.h5", "backup/epoch-0001.json", "state.json",
+                 "summary.json"]:
         assert (run / path).exists(), path
     summary = json.loads((run / "summary.json").read_text())
     for key in ["replicas", "epochs_completed", "images_per_second", "val_top1_error", "val_top5_error",
