@@ -24,7 +24,7 @@ def test_config_set_and_file(tmp_path):
 
 def test_schedules():
     assert parse_schedule("paper") is None
-    assert parse_schedule("step:51,25,79") == [25, 51, 79]
+    assert parse_schedule("step:51,25,79").drops == (25, 51, 79)
     with pytest.raises(UserError):
         parse_schedule("cosine")
 
@@ -41,12 +41,23 @@ def test_schedules():
         ("dropout_rate", 1.0, "dropout_rate"), ("momentum", float("nan"), "momentum"), ("lr", 0.0, "lr"),
         ("lr", float("inf"), "lr"), ("weight_decay", -1e-4, "weight_decay"), ("simulate_gtx580", "yes", "true or false"),
         ("data", "", "data"), ("run_dir", 5, "run_dir"), ("lr_schedule", "step:0", "lr-schedule"),
+        ("lr_schedule", "cc146", "cc145"), ("fidelity", "cuda", "choose from paper, cuda-convnet"),
+        ("lrn_convention", "torch", "lrn_convention"), ("conv1_order", "relu", "conv1_order"),
+        ("spatial_norm2", "yes", "spatial_norm2"), ("mean", "images", "choose from pixel, image"),
     ],
 )
 def test_validate_names_the_bad_field(field, value, fragment):
     config = dataclasses.replace(TrainConfig(), **{field: value})  # as a notebook or a JSON file may set it
     with pytest.raises(UserError, match=fragment):
         config.validate()
+
+
+def test_the_owt_net_takes_no_cuda_convnet_network_options():
+    for fields in ({"fidelity": "cuda-convnet"}, {"conv1_order": "cuda-convnet"}, {"spatial_norm2": True}):
+        with pytest.raises(UserError, match="--variant 2012 only"):
+            TrainConfig(variant="owt", **fields).validate()
+    TrainConfig(variant="owt", lrn_convention="cuda-convnet", mean="image", spatial_norm2=False).validate()
+    TrainConfig(fidelity="cuda-convnet", lr_schedule="cc145", mean="image").validate()
 
 
 def test_validate_accepts_the_defaults_and_the_edges():

@@ -54,6 +54,18 @@ def test_resume_keeps_the_saved_config_and_applies_allowed_changes(tmp_path):
     assert config.epochs == 2
 
 
+def test_resume_cannot_switch_to_or_from_cc145(tmp_path):
+    """cc145's optimizer holds a conv1 rate variable that a step/paper run's checkpoint lacks, and back."""
+    for saved, asked in (("paper", "cc145"), ("cc145", "step:25,51,79")):
+        run = tmp_path / saved
+        _ours(run, batch_size=8, lr_schedule=saved)
+        with pytest.raises(UserError, match=f"--lr-schedule {asked} conflicts"):
+            R.open_run(TrainConfig(run_dir=str(run), lr_schedule=asked), resume=True, given={"lr_schedule"})
+    config, _, _, changed = R.open_run(TrainConfig(run_dir=str(tmp_path / "paper"), lr_schedule="step:3"),
+                                       resume=True, given={"lr_schedule"})
+    assert changed == {"lr_schedule": ["paper", "step:3"]}
+
+
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_partial(tmp_path):
     import errno
 

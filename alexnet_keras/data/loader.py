@@ -7,7 +7,7 @@ from .folders import eval_folder, load_folder
 from .limits import read_image
 from .synthetic import eval_synthetic, load_synthetic
 from .tfds import eval_tfds, load_tfds
-from .transforms import eval_transform
+from .transforms import eval_transform, without_colour_noise
 
 
 def _parse_source(source):
@@ -37,6 +37,7 @@ def load(
     synthetic_train_examples=None,
     synthetic_val_examples=None,
     validation=True,
+    colour_noise=True,
 ):
     """Training and validation datasets for `source`.
 
@@ -51,6 +52,7 @@ def load(
         synthetic_train_examples, synthetic_val_examples: synthetic set sizes,
             by default 20 and 4 batches (the CLI's default smoke run is 20 steps).
         validation: False skips the validation set (`val_ds` is None).
+        colour_noise: False trains without PCA colour noise (the same crops and flips).
 
     Returns:
         `(train_ds, val_ds, info)`. Both datasets yield `(images, labels)`:
@@ -60,7 +62,7 @@ def load(
         Undecodable folder images are skipped with a warning and listed in
         `info.skipped_paths`.
     """
-    spec = get_spec(spec)
+    spec = get_spec(spec) if colour_noise else without_colour_noise(spec)
     kind, where = _parse_source(source)
     if kind == "synthetic":
         return load_synthetic(

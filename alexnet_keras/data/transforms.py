@@ -24,6 +24,7 @@ PCA_EIGVEC = (
     (-0.5836, -0.6948, 0.4203),
 )
 PCA_ALPHA_STD = 0.1  # alpha_i ~ N(0, 0.1), once per image [P §4.1]
+NO_COLOUR_NOISE = "no_colour_noise"  # spec key set by `without_colour_noise`
 
 
 # --- decoding and evaluation -------------------------------------------------
@@ -106,12 +107,23 @@ def pca_color_noise(image, alphas):
     return tf.cast(image, tf.float32) + offset
 
 
+def without_colour_noise(spec):
+    """A copy of `spec` whose training maps add no PCA colour noise (`--lr-schedule cc145`
+    from epoch 67). Crops and flips stay as they were. For loading data only: the
+    saved model's spec never has this key. `data.load(colour_noise=False)` uses it."""
+    spec = get_spec(spec)
+    spec[NO_COLOUR_NOISE] = True
+    return spec
+
+
 def augment_square(square, spec, seed):
     """Random crop, random flip, PCA colour noise and normalisation of a resize x resize image."""
     crop_seed, flip_seed, alpha_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     size = spec["input_size"]
     image = tf.image.stateless_random_crop(square, [size, size, 3], seed=crop_seed)
     image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    if spec.get(NO_COLOUR_NOISE):
+        return _normalize(tf.cast(image, tf.float32), spec)
     alphas = tf.random.stateless_normal([3], seed=alpha_seed, stddev=PCA_ALPHA_STD)
     return _normalize(pca_color_noise(image, alphas), spec)
 

@@ -31,25 +31,34 @@ from .rundir import (
 
 class LearningRateSchedule(keras.callbacks.Callback):
     """The paper's schedule: divide by 10 when validation error plateaus (at most 3
-    times), or fixed drops at given epochs. Its state survives a resume."""
+    times), or a `StepSchedule` (`step:...`, `cc145`): fixed drops from given 1-based
+    epochs, and per-layer rates set through `PaperSGD.lr_multipliers`. Its state
+    survives a resume; a step schedule is a function of the epoch alone."""
 
     def __init__(self, lr, boundaries=None, patience=PLATEAU_PATIENCE, echo=print):
         super().__init__()
         self.base_lr = lr
-        self.boundaries = boundaries
+        self.boundaries = boundaries  # a StepSchedule, or None for the plateau rule
         self.patience = patience
         self.echo = echo
         self.state = {"lr": lr, "best_error": None, "wait": 0, "drops": 0}
+        self.layer_lr = {}
 
     def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
         if self.boundaries is not None:
-            self.state["drops"] = sum(epoch >= b for b in self.boundaries)
-            self.state["lr"] = self.base_lr * 0.1 ** self.state["drops"]
-        self.model.optimizer.learning_rate.assign(self.state["lr"])
+            number = epoch + 1  # Keras counts from 0; schedules, history.csv and [CC]'s logs from 1
+            self.state["drops"] = sum(number >= d for d in self.boundaries.drops)
+            self.state["lr"] = self.base_lr * self.boundaries.factor(number)
+            for layer, multiplier in getattr(optimizer, "lr_multipliers", {}).items():
+                multiplier.assign(self.boundaries.multiplier(number, layer))
+                self.layer_lr[layer] = self.base_lr * self.boundaries.layer_factor(number, layer)
+        optimizer.learning_rate.assign(self.state["lr"])
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         logs["lr"] = self.state["lr"]
+        logs.update({f"lr_{layer}": lr for layer, lr in self.layer_lr.items()})
         if self.boundaries is not None:
             return
         error = 1.0 - logs.get("val_acc", logs.get("acc", 0.0))

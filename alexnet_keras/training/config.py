@@ -7,8 +7,8 @@ says which fields a resumed run may change.
 
 >>> TrainConfig().update(epochs="3", lr="0.02").validate().epochs
 3
->>> parse_schedule("step:51,25,79")
-[25, 51, 79]
+>>> parse_schedule("step:51,25,79").drops
+(25, 51, 79)
 """
 
 import dataclasses
@@ -16,13 +16,26 @@ import json
 import math
 import pathlib
 
-from ..constants import DEFAULT_DROPOUT, DEFAULT_INIT, DROPOUT_MODES, INIT_SCHEMES, STRATEGIES, TOWER_IMPLS, VARIANTS
+from ..constants import (
+    CONV1_ORDERS,
+    DEFAULT_DROPOUT,
+    DEFAULT_INIT,
+    DROPOUT_MODES,
+    FIDELITIES,
+    INIT_SCHEMES,
+    LRN_CONVENTIONS,
+    STRATEGIES,
+    TOWER_IMPLS,
+    VARIANTS,
+)
 from ..errors import UserError
+from .schedules import CC145, StepSchedule
 
 SYNTHETIC_DEFAULT_EPOCHS = 1  # synthetic data is a smoke test, not a recipe
 PAPER_EPOCHS = 90
 PLATEAU_PATIENCE = 5  # the paper gives no number; an epoch count that suits 90 epochs
 MAX_LR_DROPS = 3  # [P] §5: "reduced three times prior to termination"
+MEAN_MODES = ("pixel", "image")  # [P] §2 subtracts the mean image; the mean pixel stays the default
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed seeds numpy, which takes 32 bits
 
 # Fields a resumed run may change; every other field keeps the value saved in config.json.
@@ -39,7 +52,12 @@ CHOICES = {
     "dropout": DROPOUT_MODES,
     "tower_impl": TOWER_IMPLS,
     "strategy": STRATEGIES,
+    "fidelity": FIDELITIES,
+    "lrn_convention": LRN_CONVENTIONS,
+    "conv1_order": CONV1_ORDERS,
+    "mean": MEAN_MODES,
 }
+_NONE_MEANS_DEFAULT = ("init", "dropout", "lrn_convention", "conv1_order")  # resolved from the variant or fidelity
 
 # (lowest allowed, whether None is allowed) for integer fields.
 _INT_FIELDS = {
@@ -84,12 +102,17 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    lr_schedule: str = "paper"  # "paper" (drop on plateau) or "step:25,51,79"
+    lr_schedule: str = "paper"  # "paper" (drop on plateau), "step:25,51,79" (from 1-based epoch 25...) or "cc145"
     plateau_patience: int = PLATEAU_PATIENCE
     init: str | None = None  # "paper" | "caffe" | "torch"; default: the variant's
     dropout: str | None = None  # "paper" | "inverted"; default: the variant's
     dropout_rate: float = 0.5
     tower_impl: str = "split"
+    fidelity: str = "paper"  # "paper" | "cuda-convnet": every certain [CC] model-145 network difference
+    lrn_convention: str | None = None  # "paper" | "cuda-convnet"; default: the fidelity's
+    conv1_order: str | None = None  # "paper" | "cuda-convnet"; default: the fidelity's
+    spatial_norm2: bool | None = None  # [CC]'s cnorm2 after lrn2; default: the fidelity's
+    mean: str = "pixel"  # "pixel" | "image": one pass over the training set computes the mean image
     seed: int = 0
     strategy: str = "auto"
     simulate_gtx580: bool = False
@@ -128,7 +151,7 @@ class TrainConfig:
         """Raises `UserError` naming the first field with a value that cannot work; returns self."""
         for name, allowed in CHOICES.items():
             value = getattr(self, name)
-            if value is None and name in ("init", "dropout"):
+            if value is None and name in _NONE_MEANS_DEFAULT:
                 continue
             if value not in allowed:
                 raise UserError(f"bad value for {name}: {value!r} (choose from {', '.join(allowed)})")
@@ -149,6 +172,11 @@ class TrainConfig:
         for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"bad value for {name}: {getattr(self, name)!r} (expected true or false)")
+        if self.spatial_norm2 not in (None, True, False):
+            raise UserError(f"bad value for spatial_norm2: {self.spatial_norm2!r} (expected true, false or none)")
+        if self.variant == "owt" and (self.fidelity != "paper" or self.conv1_order == "cuda-convnet"
+                                      or self.spatial_norm2):
+            raise UserError("fidelity, conv1_order and spatial_norm2 apply to --variant 2012 only")
         for name in _PATH_FIELDS:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
@@ -156,7 +184,8 @@ class TrainConfig:
         if not isinstance(self.data, str) or not self.data:
             raise UserError(f"bad value for data: {self.data!r} (expected 'synthetic', a folder or tfds:NAME)")
         if not isinstance(self.lr_schedule, str):
-            raise UserError(f"bad value for lr_schedule: {self.lr_schedule!r} (expected 'paper' or 'step:E1,E2,...')")
+            raise UserError(f"bad value for lr_schedule: {self.lr_schedule!r} (expected 'paper', 'step:E1,E2,...' "
+                            "or 'cc145')")
         parse_schedule(self.lr_schedule)
         return self
 
@@ -209,17 +238,26 @@ def _coerce(key, value, annotation):
 
 
 def parse_schedule(spec):
-    """`"paper"` -> None (plateau); `"step:25,51,79"` -> sorted epoch boundaries."""
+    """`"paper"` -> None (drop on plateau); `"step:25,51,79"` or `"cc145"` -> a `StepSchedule`.
+
+    `step:E1,E2,...` divides the lr by 10 from each 1-based epoch Ei on, as [CC]'s
+    log means "epoch 25: set epsw to 0.001": epochs 1-24 train at `lr`, 25 on at
+    lr/10 (`training.schedules` says how that was read). `cc145` replays model 145's
+    log: per-layer rates for conv1 and colour noise off from epoch 67.
+    """
     if spec == "paper":
         return None
+    if spec == "cc145":
+        return CC145
     if spec.startswith("step:"):
         try:
-            boundaries = sorted(int(b) for b in spec[5:].split(","))
+            drops = tuple(sorted(int(b) for b in spec[5:].split(",")))
         except ValueError:
-            boundaries = None
-        if boundaries and all(0 < b for b in boundaries):
-            return boundaries
-    raise UserError(f"bad --lr-schedule {spec!r}: use 'paper' or 'step:E1,E2,...' (epochs, e.g. step:25,51,79)")
+            drops = None
+        if drops and all(0 < b for b in drops):
+            return StepSchedule(drops=drops)
+    raise UserError(f"bad --lr-schedule {spec!r}: use 'paper', 'cc145' or 'step:E1,E2,...' (1-based epochs from "
+                    "which the lr is divided by 10, e.g. step:25,51,79)")
 
 
 def resolve(config, info):
@@ -236,6 +274,12 @@ def resolve(config, info):
     if config.dropout is None:
         changes["dropout"] = DEFAULT_DROPOUT[config.variant]
     return dataclasses.replace(config, **changes)
+
+
+def lr_layers(spec):
+    """The layers that the schedule `spec` gives a rate of their own (`PaperSGD(lr_layers=...)`)."""
+    schedule = parse_schedule(spec)
+    return schedule.lr_layers if schedule is not None else ()
 
 
 def given_fields(config):
@@ -259,6 +303,9 @@ def resumed_config(record, config, given):
             flag = "--" + key.replace("_", "-")
             raise UserError(f"{flag} {new} conflicts with this run's saved {key} {old}; a resumed run keeps it "
                             "(leave the flag out, or start a new --run-dir)")
+        if key == "lr_schedule" and lr_layers(new) != lr_layers(old):
+            raise UserError(f"--lr-schedule {new} conflicts with this run's saved lr_schedule {old}: their optimizers "
+                            "hold different per-layer rates, so a resumed run cannot switch; start a new --run-dir")
         changed[key] = [old, new]
     saved = dataclasses.replace(saved, **{k: v[1] for k, v in changed.items()}, run_dir=config.run_dir)
     return saved, changed

@@ -20,15 +20,29 @@ import time
 
 import keras
 
-from .. import profile
+from .. import preprocessing, profile
 from ..constants import DEFAULT_PREPROCESSING
 from ..errors import UserError
 from ..models import AlexNet
 from ..simulations import clock, memory
-from .callbacks import Clock, FiniteGuard, LearningRateSchedule, NonFinite, RunWriter, restore
-from .config import given_fields, parse_schedule, resolve
+from .callbacks import (
+    Clock,
+    FiniteGuard,
+    LearningRateSchedule,
+    NonFinite,
+    RunWriter,
+    restore,
+)
+from .config import given_fields, lr_layers, parse_schedule, resolve
 from .optimizers import PaperSGD
-from .rundir import RUN_SCHEMA, error_text, history_text, open_run, read_history, remove_if_empty
+from .rundir import (
+    RUN_SCHEMA,
+    error_text,
+    history_text,
+    open_run,
+    read_history,
+    remove_if_empty,
+)
 
 
 def library_versions():
@@ -45,11 +59,13 @@ def library_versions():
     }
 
 
-def build_model(config, class_wnids=None):
+def build_model(config, class_wnids=None, spec=None):
     """The model `train` trains, compiled with the paper's optimiser and metrics.
 
     Benchmarks call this too, so they time the very train step `train` runs.
-    Call it inside `strategy.scope()` for distributed training.
+    Call it inside `strategy.scope()` for distributed training. `spec`: the
+    preprocessing spec the saved model carries (with `--mean image`, the mean image);
+    default: the variant's.
     """
     model = AlexNet(
         config.variant,
@@ -60,9 +76,15 @@ def build_model(config, class_wnids=None):
         init=config.init,
         tower_impl=config.tower_impl,
         seed=config.seed,
+        fidelity=config.fidelity,
+        lrn_convention=config.lrn_convention,
+        conv1_order=config.conv1_order,
+        spatial_norm2=config.spatial_norm2,
+        preprocessing=spec,
     )
     model.compile(
-        optimizer=PaperSGD(config.lr, momentum=config.momentum, coupled_decay=config.weight_decay),
+        optimizer=PaperSGD(config.lr, momentum=config.momentum, coupled_decay=config.weight_decay,
+                           lr_layers=lr_layers(config.lr_schedule)),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="acc"),
@@ -74,7 +96,16 @@ def build_model(config, class_wnids=None):
     return model
 
 
-def training_stream(train_ds, epochs_done, steps, pass_batches):
+def _positioned(train_ds, epochs_done, steps, pass_batches):
+    seen = epochs_done * steps
+    passes, offset = divmod(seen, pass_batches) if pass_batches else (0, seen)
+    for _ in range(passes):
+        iter(train_ds)
+    stream = train_ds.repeat()
+    return stream.skip(offset) if offset else stream
+
+
+def training_stream(train_ds, epochs_done, steps, pass_batches, quiet=None):
     """The endless stream of training batches, positioned where an uninterrupted run
     of `steps` batches per epoch is after `epochs_done` epochs.
 
@@ -83,13 +114,19 @@ def training_stream(train_ds, epochs_done, steps, pass_batches):
     whole passes are skipped by opening (and dropping) one iterator each, and
     only a part pass, when `steps` does not divide into passes, is read and dropped
     (all of it when the pass length is unknown, a TFDS set without a size).
+
+    `quiet`: `(first 1-based epoch without colour noise, a function returning the
+    training set without it)`. From that epoch on the stream reads the noise-free
+    set, positioned the same way, so each batch keeps its images, crops and flips.
     """
-    seen = epochs_done * steps
-    passes, offset = divmod(seen, pass_batches) if pass_batches else (0, seen)
-    for _ in range(passes):
-        iter(train_ds)
-    stream = train_ds.repeat()
-    return stream.skip(offset) if offset else stream
+    if quiet is None:
+        return _positioned(train_ds, epochs_done, steps, pass_batches)
+    first, load_quiet = quiet
+    stream = _positioned(load_quiet(), max(epochs_done, first - 1), steps, pass_batches)
+    if epochs_done >= first - 1:
+        return stream
+    noisy = _positioned(train_ds, epochs_done, steps, pass_batches).take((first - 1 - epochs_done) * steps)
+    return noisy.concatenate(stream)
 
 
 class TrainingStopped(RuntimeError):
@@ -143,12 +180,12 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise UserError(f"batch size {config.batch_size} does not divide by {replicas} replicas")
-    config, train_ds, val_ds, info = _load_data(config)
+    config, train_ds, val_ds, info, spec, mean = _load_data(config, run)
 
     def new_model():
         keras.utils.set_random_seed(config.seed)  # the same initial weights as a fresh run
         with strategy.scope():
-            model = build_model(config, class_wnids=info.class_wnids)
+            model = build_model(config, class_wnids=info.class_wnids, spec=spec)
             model.optimizer.build(model.trainable_variables)
         return model
 
@@ -171,6 +208,8 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     # 2. Write: only now does the run directory change.
     _start_run_dir(run, config, info, resume=resume, saved_record=saved_record, changed=changed,
                    resumed_from=resumed_from, loaded=loaded, history_rows=history_rows, chief=chief)
+    if mean is not None and not (run / preprocessing.MEAN_IMAGE_FILE).exists():
+        run.write_with(preprocessing.MEAN_IMAGE_FILE, lambda tmp: preprocessing.save_mean_image(mean, tmp))
     echo("config: " + json.dumps(config.as_dict()))
     if changed:
         echo("changed on resume: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
@@ -189,7 +228,11 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     started = time.perf_counter()
     stopped = None
     if config.epochs > resumed_from:
-        stream = training_stream(train_ds, resumed_from, steps, pass_batches)
+        noise_off = schedule.boundaries.colour_noise_off if schedule.boundaries is not None else None
+        quiet = None
+        if noise_off is not None and config.epochs >= noise_off:
+            quiet = (noise_off, lambda: _load_data(config, run, spec=spec, colour_noise=False)[1])
+        stream = training_stream(train_ds, resumed_from, steps, pass_batches, quiet)
         stopped = _fit(model, stream, val_ds, config, resumed_from, steps, callback_list, writer, verbose)
     else:
         echo(f"the run has finished all {config.epochs} epochs; nothing to train (give --epochs N to extend it)")
@@ -209,26 +252,48 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     return summary
 
 
-def _load_data(config):
-    """The training and validation datasets, and the config with the data's defaults resolved."""
+def _load_data(config, run, spec=None, colour_noise=True):
+    """The training and validation datasets, the config with the data's defaults
+    resolved, the preprocessing spec and the mean image computed here (or None).
+
+    With `--mean image` the mean comes from the run directory's `mean_image.npy` if
+    there is one (a resume: the same spec bit for bit), else from one pass over the
+    training set; `train` writes it once the run directory is set up.
+    """
     from .. import data
 
+    mean = None
+    if spec is None:
+        spec = preprocessing.get_spec(DEFAULT_PREPROCESSING[config.variant])
+        if config.mean == "image":
+            saved = run / preprocessing.MEAN_IMAGE_FILE
+            if saved.exists():
+                spec = preprocessing.with_mean_image(spec, preprocessing.load_mean_image(saved))
+            else:
+                mean = data.compute_mean_image(
+                    config.data, spec=spec, batch_size=config.batch_size, seed=config.seed,
+                    tfds_data_dir=config.tfds_data_dir, tfds_manual_dir=config.tfds_manual_dir,
+                    synthetic_classes=config.synthetic_classes,
+                    synthetic_train_examples=config.synthetic_train_examples,
+                )
+                spec = preprocessing.with_mean_image(spec, mean)
     keras.utils.set_random_seed(config.seed)
     train_ds, val_ds, info = data.load(
         config.data,
         batch_size=config.batch_size,
-        spec=DEFAULT_PREPROCESSING[config.variant],
+        spec=spec,
         seed=config.seed,
         tfds_data_dir=config.tfds_data_dir,
         tfds_manual_dir=config.tfds_manual_dir,
         synthetic_classes=config.synthetic_classes,
         synthetic_train_examples=config.synthetic_train_examples,
         synthetic_val_examples=config.synthetic_val_examples,
+        colour_noise=colour_noise,
     )
     config = resolve(config, info)
     if info.classes < 2:
         raise UserError(f"the data has {info.classes} class; training needs at least 2")
-    return config, train_ds, val_ds, info
+    return config, train_ds, val_ds, info, spec, mean
 
 
 def _macs_and_memory_plan(model, config, replicas, echo):
