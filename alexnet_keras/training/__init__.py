@@ -8,6 +8,11 @@
 * `distribute`: the `tf.distribute` strategy, including the two-GTX-580 simulation;
 * `loop`: `build_model` and `train(config)`.
 
-This file imports nothing: `import alexnet_keras` loads `training.optimizers`
-(to register PaperSGD) and must not pull in TensorFlow on other backends.
+`import alexnet_keras` loads `training.optimizers` (to register PaperSGD), which
+runs this file: it re-exports only the plain-Python `TrainConfig`, never the loop
+or `distribute`, so no TensorFlow comes in on other backends.
 """
+
+from .config import TrainConfig
+
+__all__ = ["TrainConfig"]
