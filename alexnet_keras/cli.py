@@ -81,7 +81,8 @@ def summary(variant, classes, as_json):
 
 
 # --- plan and train ----------------------------------------------------------
-from .constants import DROPOUT_MODES, INIT_SCHEMES, STRATEGIES  # noqa: E402 -- plain data, no Keras
+from .constants import DROPOUT_MODES, FIDELITIES, INIT_SCHEMES, STRATEGIES  # noqa: E402 -- plain data, no Keras
+from .training.config import MEAN_MODES  # noqa: E402 -- stdlib only
 
 _TRAIN_FLAGS = {
     "data": click.option("--data", help="'synthetic' (default), a folder with train/ and val/, or tfds:NAME[/CONFIG]."),
@@ -93,10 +94,18 @@ _TRAIN_FLAGS = {
                                      help="Validation batches per epoch (default: the whole set)."),
     "batch_size": click.option("--batch-size", type=click.IntRange(min=1), help="Global batch (paper: 128)."),
     "lr": click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (paper: 0.01)."),
-    "lr_schedule": click.option("--lr-schedule", help="'paper' (drop /10 on plateau, 3 times) or step:25,51,79."),
+    "lr_schedule": click.option("--lr-schedule", help="'paper' (drop /10 on plateau, 3 times), step:25,51,79 "
+                                "(/10 from each 1-based epoch) or cc145 ([CC] model 145's log: conv1's own rate "
+                                "and no colour noise from epoch 67; use --epochs 91)."),
     "init": click.option("--init", type=click.Choice(INIT_SCHEMES), help="paper: biases 1; caffe: 0.1."),
     "dropout": click.option("--dropout", type=click.Choice(DROPOUT_MODES),
                             help="paper: scale outputs at test time; inverted: scale at training time."),
+    "fidelity": click.option("--fidelity", type=click.Choice(FIDELITIES),
+                             help="paper (default): the printed network; cuda-convnet: [CC] model 145's "
+                                  "(LRN /n, conv1 ReLU after pool, cnorm2). 2012 variant only."),
+    "mean": click.option("--mean", type=click.Choice(MEAN_MODES),
+                         help="Subtract the mean pixel (default) or the training set's mean image "
+                              "(one extra pass; saved in the run dir and the model)."),
     "classes": click.option("--classes", type=click.IntRange(min=2), help="Default: the data's class count."),
     "seed": click.option("--seed", type=int, help="Seeds initial weights, shuffling and augmentation (0 to 2^32-1)."),
     "strategy": click.option("--strategy", type=click.Choice(STRATEGIES),
@@ -179,10 +188,13 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
               help="Two replicas of a 3 GB GTX 580, each taking half of the batch.")
 @click.option("--budget-gib", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Memory per replica in GiB (default: 3, a GTX 580 3 GB).")
+@click.option("--why-two-gpus", is_flag=True,
+              help="Also model what cuda-convnet held per card (2012 net): one card vs the paper's two-card split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_command(variant, batch_size, simulate_gtx580, budget_gib, as_json):
+def plan_command(variant, batch_size, simulate_gtx580, budget_gib, why_two_gpus, as_json):
     """Per-layer profile and training memory per replica: does the batch fit?"""
     from . import profile
+    from .errors import UserError
     from .models import AlexNet
     from .simulations import clock, hardware, memory
 
@@ -192,15 +204,24 @@ def plan_command(variant, batch_size, simulate_gtx580, budget_gib, as_json):
     p = memory.plan(rows, batch_size, replicas=replicas, budget_bytes=budget)
     macs = profile.totals(rows)["macs"]
     epoch = clock.gtx580_seconds(clock.IMAGES_PER_EPOCH, macs_per_image=macs)
+    w = None
+    if why_two_gpus:
+        if variant != "2012":
+            raise UserError(f"--why-two-gpus models the paper's 2012 network, not --variant {variant}: "
+                            "use --variant 2012")
+        w = memory.why_two_gpus(rows, batch_size, budget)
     if as_json:
         echo_json({"variant": variant, "simulate_gtx580": simulate_gtx580, **p.as_dict(),
-                   "gtx580_epoch_seconds": epoch})
+                   "gtx580_epoch_seconds": epoch, **({"cuda_convnet_2012": w.as_dict()} if w else {})})
     else:
         click.echo(f"AlexNet {variant}: training plan for batch {batch_size}"
                    + (" on 2x GTX 580 (3 GB each)" if simulate_gtx580 else ""))
         click.echo(memory.format_plan(p))
         click.echo(f"one epoch of {clock.IMAGES_PER_EPOCH:,} images: about "
                    f"{clock.format_duration(epoch)} on 2x GTX 580 in 2012")
+        if w is not None:
+            click.echo("")
+            click.echo(memory.format_why_two_gpus(w))
     memory.check_fits(rows, batch_size, replicas=replicas, budget_bytes=budget)  # exit 2 after the plan
 
 

@@ -85,6 +85,6 @@ def test_cli_choices_are_the_validated_ones():
 
     params = {p.name: p for p in train_command.params}
     flagged = [name for name in C.CHOICES if name in _TRAIN_FLAGS]
-    assert flagged == ["variant", "init", "dropout", "strategy"]  # tower_impl is --set only
+    assert flagged == ["variant", "init", "dropout", "strategy", "fidelity", "mean"]  # tower_impl is --set only
     for name in flagged:
         assert tuple(params[name].type.choices) == tuple(C.CHOICES[name]), name

@@ -181,3 +181,73 @@ def test_a_batch_refused_by_the_memory_plan_leaves_no_run_directory(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "does not fit" in result.stderr or "GiB" in result.stderr, result.stderr[-2000:]
     assert not run.exists()
+
+
+# --- fidelity and the mean image through `train` -------------------------------------
+def _main(args, capsys):
+    """(exit code, stdout, stderr) of one in-process CLI call."""
+    from alexnet_keras.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_cuda_convnet_fidelity_and_mean_image_reach_the_saved_model(tmp_path, capsys):
+    """One tiny run with --fidelity cuda-convnet --mean image: the saved net is [CC]'s and carries the
+    mean of the training squares, which equals numpy's mean over the same squares."""
+    import tensorflow as tf
+
+    from alexnet_keras import preprocessing
+    from alexnet_keras.data.synthetic import synthetic_square
+
+    run = tmp_path / "R"
+    code, out, err = _main(["train", "--run-dir", str(run), "--fidelity", "cuda-convnet", "--mean", "image",
+                            *TINY, "--set", "synthetic_train_examples=16", "--steps-per-epoch", "2",
+                            "--validation-steps", "1", "--epochs", "1"], capsys)
+    assert code == 0, err[-2000:]
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert (config["fidelity"], config["mean"]) == ("cuda-convnet", "image")
+
+    streamed = np.load(run / preprocessing.MEAN_IMAGE_FILE, allow_pickle=False)
+    squares = [synthetic_square(tf.constant(i, tf.int64), 10, 256, 0, 1)[0].numpy() for i in range(16)]
+    np.testing.assert_allclose(streamed, np.mean(np.asarray(squares, np.float64), axis=0), atol=1e-3)
+
+    model = keras.saving.load_model(run / "checkpoints" / "last.keras", safe_mode=True)
+    names = [layer.name for layer in model.layers]
+    assert names.index("relu1") == names.index("pool1") + 1  # [CC]: conv1 -> rnorm1 -> pool1 -> ReLU
+    assert names.index("cnorm2") == names.index("lrn2") + 1
+    assert {model.get_layer(n).get_config()["convention"] for n in ("lrn1", "lrn2")} == {"cuda-convnet"}
+    spec = model.preprocessing
+    assert preprocessing.has_mean_image(spec)
+    np.testing.assert_allclose(preprocessing.mean_image(spec), streamed * spec["scale"], rtol=1e-3)  # float16
+    best = keras.saving.load_model(run / "checkpoints" / "best.keras", safe_mode=True)
+    assert best.preprocessing["mean"] == spec["mean"]
+
+
+# --- plan --why-two-gpus ---------------------------------------------------------------
+def test_plan_why_two_gpus_prints_both_plans_and_the_conclusion(capsys):
+    from alexnet_keras import profile
+    from alexnet_keras.models import AlexNet
+    from alexnet_keras.simulations import memory
+
+    code, out, err = _main(["plan", "--batch-size", "128", "--why-two-gpus"], capsys)
+    assert code == 0, err
+    w = memory.why_two_gpus(profile.profile_model(AlexNet("2012")), 128)
+    assert w.conclusion in out and "one card" in out and "2 cards: GPU 0" in out
+
+
+def test_plan_why_two_gpus_json(capsys):
+    code, out, err = _main(["plan", "--why-two-gpus", "--json"], capsys)
+    assert code == 0, err
+    why = json.loads(out)["cuda_convnet_2012"]
+    assert why["single_card_max_batch"] == 102
+    assert why["deciding_assumptions"] == ["keep_activation_gradients"]
+
+
+def test_plan_why_two_gpus_refuses_the_owt_net_in_one_line(capsys):
+    code, out, err = _main(["plan", "--variant", "owt", "--why-two-gpus"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1, err
+    assert lines[0].startswith("alexnet-keras: error:") and "--variant 2012" in lines[0]
