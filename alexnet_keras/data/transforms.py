@@ -150,6 +150,6 @@ def pipeline(ds, decode, spec, *, train, batch_size, seed=0, crop=True, shuffle_
     ds = with_seeds(ds, seed).map(
         lambda pair, s: (train_transform(decode(pair[0]), spec, s), pair[1]),
         AUTOTUNE,
-        deterministic=False,  # the order is random anyway; don't wait on slow images
+        deterministic=True,  # a resumed epoch must see the uninterrupted run's batches (issue 13)
     )
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
