@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from .constants import VARIANTS
+from .constants import DROPOUT_MODES, FIDELITIES, INIT_SCHEMES, MEAN_MODES, STRATEGIES, VARIANTS, YEARS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the output
 
@@ -81,8 +81,6 @@ def summary(variant, classes, as_json):
 
 
 # --- plan and train ----------------------------------------------------------
-from .constants import DROPOUT_MODES, FIDELITIES, INIT_SCHEMES, STRATEGIES  # noqa: E402 -- plain data, no Keras
-from .training.config import MEAN_MODES  # noqa: E402 -- stdlib only
 
 _TRAIN_FLAGS = {
     "data": click.option("--data", help="'synthetic' (default), a folder with train/ and val/, or tfds:NAME[/CONFIG]."),
@@ -248,7 +246,6 @@ def evaluate_command(model_paths, source, ten_crop, only_imagenet_val, batch_siz
         click.echo(when)
 
 
-from .constants import YEARS  # noqa: E402 -- plain data, no Keras
 
 
 @cli.command("compete")

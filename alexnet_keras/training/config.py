@@ -24,6 +24,7 @@ from ..constants import (
     FIDELITIES,
     INIT_SCHEMES,
     LRN_CONVENTIONS,
+    MEAN_MODES,
     STRATEGIES,
     TOWER_IMPLS,
     VARIANTS,
@@ -35,7 +36,6 @@ SYNTHETIC_DEFAULT_EPOCHS = 1  # synthetic data is a smoke test, not a recipe
 PAPER_EPOCHS = 90
 PLATEAU_PATIENCE = 5  # the paper gives no number; an epoch count that suits 90 epochs
 MAX_LR_DROPS = 3  # [P] §5: "reduced three times prior to termination"
-MEAN_MODES = ("pixel", "image")  # [P] §2 subtracts the mean image; the mean pixel stays the default
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed seeds numpy, which takes 32 bits
 
 # Fields a resumed run may change; every other field keeps the value saved in config.json.
