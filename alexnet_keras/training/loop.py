@@ -252,6 +252,18 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     return summary
 
 
+def _source_options(config):
+    """The options that pick the training images, shared by `data.load` and the mean-image pass."""
+    return dict(
+        batch_size=config.batch_size,
+        seed=config.seed,
+        tfds_data_dir=config.tfds_data_dir,
+        tfds_manual_dir=config.tfds_manual_dir,
+        synthetic_classes=config.synthetic_classes,
+        synthetic_train_examples=config.synthetic_train_examples,
+    )
+
+
 def _load_data(config, run, spec=None, colour_noise=True):
     """The training and validation datasets, the config with the data's defaults
     resolved, the preprocessing spec and the mean image computed here (or None).
@@ -270,25 +282,15 @@ def _load_data(config, run, spec=None, colour_noise=True):
             if saved.exists():
                 spec = preprocessing.with_mean_image(spec, preprocessing.load_mean_image(saved))
             else:
-                mean = data.compute_mean_image(
-                    config.data, spec=spec, batch_size=config.batch_size, seed=config.seed,
-                    tfds_data_dir=config.tfds_data_dir, tfds_manual_dir=config.tfds_manual_dir,
-                    synthetic_classes=config.synthetic_classes,
-                    synthetic_train_examples=config.synthetic_train_examples,
-                )
+                mean = data.compute_mean_image(config.data, spec=spec, **_source_options(config))
                 spec = preprocessing.with_mean_image(spec, mean)
     keras.utils.set_random_seed(config.seed)
     train_ds, val_ds, info = data.load(
         config.data,
-        batch_size=config.batch_size,
         spec=spec,
-        seed=config.seed,
-        tfds_data_dir=config.tfds_data_dir,
-        tfds_manual_dir=config.tfds_manual_dir,
-        synthetic_classes=config.synthetic_classes,
-        synthetic_train_examples=config.synthetic_train_examples,
         synthetic_val_examples=config.synthetic_val_examples,
         colour_noise=colour_noise,
+        **_source_options(config),
     )
     config = resolve(config, info)
     if info.classes < 2:
