@@ -5,6 +5,7 @@ dicts with 1x1 layers, .npz files of a few entries, 8x8 Keras models.
 """
 
 import numpy as np
+
 from badinput import case
 
 # torchvision AlexNet's layers, as in its state dict (convert.TORCHVISION_LAYERS).

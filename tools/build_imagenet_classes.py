@@ -23,8 +23,8 @@ OUT = pathlib.Path(__file__).resolve().parents[1] / "alexnet_keras" / "resources
 
 def main():
     # torchvision first: importing it after TensorFlow segfaults (see tests/conftest.py).
-    from torchvision.models._meta import _IMAGENET_CATEGORIES as names
     import tensorflow_datasets
+    from torchvision.models._meta import _IMAGENET_CATEGORIES as names
 
     labels = pathlib.Path(tensorflow_datasets.__file__).parent / "datasets" / "imagenet2012" / "labels.txt"
     wnids = labels.read_text().split()
@@ -42,7 +42,7 @@ def main():
         )
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["index", "wnid", "name"])
-        writer.writerows((i, wnid, name) for i, (wnid, name) in enumerate(zip(wnids, names)))
+        writer.writerows((i, wnid, name) for i, (wnid, name) in enumerate(zip(wnids, names, strict=True)))
     print(f"wrote {OUT}")
 
 
