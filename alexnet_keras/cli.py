@@ -86,31 +86,53 @@ _TRAIN_FLAGS = {
     "data": click.option("--data", help="'synthetic' (default), a folder with train/ and val/, or tfds:NAME[/CONFIG]."),
     "variant": click.option("--variant", type=click.Choice(VARIANTS), help="Default: 2012 (the paper's net)."),
     "epochs": click.option("--epochs", type=click.IntRange(min=1), help="Default: 90 on real data, 1 on synthetic."),
-    "steps_per_epoch": click.option("--steps-per-epoch", type=click.IntRange(min=1),
-                                    help="Batches per epoch (default: one pass over the training set)."),
-    "validation_steps": click.option("--validation-steps", type=click.IntRange(min=1),
-                                     help="Validation batches per epoch (default: the whole set)."),
+    "steps_per_epoch": click.option(
+        "--steps-per-epoch",
+        type=click.IntRange(min=1),
+        help="Batches per epoch (default: one pass over the training set).",
+    ),
+    "validation_steps": click.option(
+        "--validation-steps", type=click.IntRange(min=1), help="Validation batches per epoch (default: the whole set)."
+    ),
     "batch_size": click.option("--batch-size", type=click.IntRange(min=1), help="Global batch (paper: 128)."),
-    "lr": click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (paper: 0.01)."),
-    "lr_schedule": click.option("--lr-schedule", help="'paper' (drop /10 on plateau, 3 times), step:25,51,79 "
-                                "(/10 from each 1-based epoch) or cc145 ([CC] model 145's log: conv1's own rate "
-                                "and no colour noise from epoch 67; use --epochs 91)."),
+    "lr": click.option(
+        "--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate (paper: 0.01)."
+    ),
+    "lr_schedule": click.option(
+        "--lr-schedule",
+        help="'paper' (drop /10 on plateau, 3 times), step:25,51,79 "
+        "(/10 from each 1-based epoch) or cc145 ([CC] model 145's log: conv1's own rate "
+        "and no colour noise from epoch 67; use --epochs 91).",
+    ),
     "init": click.option("--init", type=click.Choice(INIT_SCHEMES), help="paper: biases 1; caffe: 0.1."),
-    "dropout": click.option("--dropout", type=click.Choice(DROPOUT_MODES),
-                            help="paper: scale outputs at test time; inverted: scale at training time."),
-    "fidelity": click.option("--fidelity", type=click.Choice(FIDELITIES),
-                             help="paper (default): the printed network; cuda-convnet: [CC] model 145's "
-                                  "(LRN /n, conv1 ReLU after pool, cnorm2). 2012 variant only."),
-    "mean": click.option("--mean", type=click.Choice(MEAN_MODES),
-                         help="Subtract the mean pixel (default) or the training set's mean image "
-                              "(one extra pass; saved in the run dir and the model)."),
+    "dropout": click.option(
+        "--dropout",
+        type=click.Choice(DROPOUT_MODES),
+        help="paper: scale outputs at test time; inverted: scale at training time.",
+    ),
+    "fidelity": click.option(
+        "--fidelity",
+        type=click.Choice(FIDELITIES),
+        help="paper (default): the printed network; cuda-convnet: [CC] model 145's "
+        "(LRN /n, conv1 ReLU after pool, cnorm2). 2012 variant only.",
+    ),
+    "mean": click.option(
+        "--mean",
+        type=click.Choice(MEAN_MODES),
+        help="Subtract the mean pixel (default) or the training set's mean image "
+        "(one extra pass; saved in the run dir and the model).",
+    ),
     "classes": click.option("--classes", type=click.IntRange(min=2), help="Default: the data's class count."),
     "seed": click.option("--seed", type=int, help="Seeds initial weights, shuffling and augmentation (0 to 2^32-1)."),
-    "strategy": click.option("--strategy", type=click.Choice(STRATEGIES),
-                             help="auto: mirrored over several GPUs, else one device."),
+    "strategy": click.option(
+        "--strategy", type=click.Choice(STRATEGIES), help="auto: mirrored over several GPUs, else one device."
+    ),
     "tfds_data_dir": click.option("--tfds-data-dir", type=click.Path(file_okay=False), help="TFDS data_dir."),
-    "tfds_manual_dir": click.option("--tfds-manual-dir", type=click.Path(file_okay=False),
-                                    help="Folder holding manually downloaded TFDS files (e.g. ImageNet's tars)."),
+    "tfds_manual_dir": click.option(
+        "--tfds-manual-dir",
+        type=click.Path(file_okay=False),
+        help="Folder holding manually downloaded TFDS files (e.g. ImageNet's tars).",
+    ),
     "run_dir": click.option("--run-dir", type=click.Path(file_okay=False), help="Default: runs/<timestamp>."),
 }
 
@@ -123,9 +145,10 @@ def _with_train_flags(command):
 
 @cli.command()
 @_with_train_flags
-@click.option("--simulate-gtx580", is_flag=True, default=None, help="Two replicas of 3 GB, as the paper's two GTX 580s.")
-@click.option("--resume", is_flag=True,
-              help="Continue the run in --run-dir; with --epochs N, extend it to N epochs.")
+@click.option(
+    "--simulate-gtx580", is_flag=True, default=None, help="Two replicas of 3 GB, as the paper's two GTX 580s."
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir; with --epochs N, extend it to N epochs.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON file of TrainConfig fields.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any TrainConfig field.")
 def train(resume, config_file, overrides, **flags):
@@ -155,6 +178,7 @@ def train(resume, config_file, overrides, **flags):
         click.echo(f"{PROG}: error: {e}", err=True)
         raise click.exceptions.Exit(1) from None
 
+
 # --- evaluate and compete ----------------------------------------------------------
 def _gtx580_clock(models, images, crops, seconds):
     """'this run took X here; it would have taken Y on 2x GTX 580 in 2012' for scoring."""
@@ -173,8 +197,14 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
 
     models = load_models(model_paths)
     start = time.perf_counter()
-    result = evaluate(models, source, ten_crop=ten_crop, only_imagenet_val=only_imagenet_val,
-                      batch_size=batch_size, names=list(model_paths))
+    result = evaluate(
+        models,
+        source,
+        ten_crop=ten_crop,
+        only_imagenet_val=only_imagenet_val,
+        batch_size=batch_size,
+        names=list(model_paths),
+    )
     took = time.perf_counter() - start
     return result, _gtx580_clock(models, result.images, 10 if ten_crop else 1, took)
 
@@ -182,12 +212,18 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
 @cli.command("plan")
 @click.option("--variant", type=click.Choice(VARIANTS), default="2012", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True, help="Global batch.")
-@click.option("--simulate-gtx580", is_flag=True,
-              help="Two replicas of a 3 GB GTX 580, each taking half of the batch.")
-@click.option("--budget-gib", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Memory per replica in GiB (default: 3, a GTX 580 3 GB).")
-@click.option("--why-two-gpus", is_flag=True,
-              help="Also model what cuda-convnet held per card (2012 net): one card vs the paper's two-card split.")
+@click.option("--simulate-gtx580", is_flag=True, help="Two replicas of a 3 GB GTX 580, each taking half of the batch.")
+@click.option(
+    "--budget-gib",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Memory per replica in GiB (default: 3, a GTX 580 3 GB).",
+)
+@click.option(
+    "--why-two-gpus",
+    is_flag=True,
+    help="Also model what cuda-convnet held per card (2012 net): one card vs the paper's two-card split.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan_command(variant, batch_size, simulate_gtx580, budget_gib, why_two_gpus, as_json):
     """Per-layer profile and training memory per replica: does the batch fit?"""
@@ -205,18 +241,30 @@ def plan_command(variant, batch_size, simulate_gtx580, budget_gib, why_two_gpus,
     w = None
     if why_two_gpus:
         if variant != "2012":
-            raise UserError(f"--why-two-gpus models the paper's 2012 network, not --variant {variant}: "
-                            "use --variant 2012")
+            raise UserError(
+                f"--why-two-gpus models the paper's 2012 network, not --variant {variant}: use --variant 2012"
+            )
         w = memory.why_two_gpus(rows, batch_size, budget)
     if as_json:
-        echo_json({"variant": variant, "simulate_gtx580": simulate_gtx580, **p.as_dict(),
-                   "gtx580_epoch_seconds": epoch, **({"cuda_convnet_2012": w.as_dict()} if w else {})})
+        echo_json(
+            {
+                "variant": variant,
+                "simulate_gtx580": simulate_gtx580,
+                **p.as_dict(),
+                "gtx580_epoch_seconds": epoch,
+                **({"cuda_convnet_2012": w.as_dict()} if w else {}),
+            }
+        )
     else:
-        click.echo(f"AlexNet {variant}: training plan for batch {batch_size}"
-                   + (" on 2x GTX 580 (3 GB each)" if simulate_gtx580 else ""))
+        click.echo(
+            f"AlexNet {variant}: training plan for batch {batch_size}"
+            + (" on 2x GTX 580 (3 GB each)" if simulate_gtx580 else "")
+        )
         click.echo(memory.format_plan(p))
-        click.echo(f"one epoch of {clock.IMAGES_PER_EPOCH:,} images: about "
-                   f"{clock.format_duration(epoch)} on 2x GTX 580 in 2012")
+        click.echo(
+            f"one epoch of {clock.IMAGES_PER_EPOCH:,} images: about "
+            f"{clock.format_duration(epoch)} on 2x GTX 580 in 2012"
+        )
         if w is not None:
             click.echo("")
             click.echo(memory.format_why_two_gpus(w))
@@ -227,8 +275,14 @@ _DATA_HELP = "Data: an image folder (class sub-folders), 'synthetic' or a TFDS n
 
 
 @cli.command("evaluate")
-@click.option("--model", "model_paths", multiple=True, required=True, type=click.Path(),
-              help="A .keras model; repeat for an ensemble (softmax averaged).")
+@click.option(
+    "--model",
+    "model_paths",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="A .keras model; repeat for an ensemble (softmax averaged).",
+)
 @click.option("--data", "source", required=True, help=_DATA_HELP)
 @click.option("--ten-crop", is_flag=True, help="Average over the paper's ten patches.")
 @click.option("--only-imagenet-val", is_flag=True, help="Keep only ILSVRC2012_val_* images.")
@@ -246,20 +300,28 @@ def evaluate_command(model_paths, source, ten_crop, only_imagenet_val, batch_siz
         click.echo(when)
 
 
-
-
 @cli.command("compete")
 @click.option("--year", type=click.Choice([str(y) for y in YEARS]), default=str(YEARS[-1]), show_default=True)
-@click.option("--model", "model_paths", multiple=True, type=click.Path(),
-              help="A .keras model to place on the table; repeat for an ensemble.")
+@click.option(
+    "--model",
+    "model_paths",
+    multiple=True,
+    type=click.Path(),
+    help="A .keras model to place on the table; repeat for an ensemble.",
+)
 @click.option("--data", "source", default=None, help=_DATA_HELP)
 @click.option("--name", default="your entry", show_default=True, help="Label of your entry.")
 @click.option("--ten-crop", is_flag=True, help="Average over the paper's ten patches.")
 @click.option("--only-imagenet-val", is_flag=True, help="Keep only ILSVRC2012_val_* images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the table (and your entry) as JSON.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Write a bar chart of the table, e.g. table.png.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a bar chart of the table, e.g. table.png.",
+)
 def compete_command(year, model_paths, source, name, ten_crop, only_imagenet_val, batch_size, as_json, plot_path):
     """Replay ILSVRC: the ranked table, and where your model would have placed."""
     from .errors import UserError
@@ -284,6 +346,7 @@ def compete_command(year, model_paths, source, name, ten_crop, only_imagenet_val
     if plot_path:
         plot_leaderboard(placement or year, plot_path)
         click.echo(f"wrote {plot_path}", err=as_json)
+
 
 # --- convert, predict, show -------------------------------------------------------
 @cli.command("convert")
@@ -328,8 +391,7 @@ def show():
 
 
 @show.command("filters")
-@click.option("--model", "model_path", required=True, type=click.Path(),
-              help="A .keras model, or .pth/.npz weights.")
+@click.option("--model", "model_path", required=True, type=click.Path(), help="A .keras model, or .pth/.npz weights.")
 @click.option("--out", required=True, type=click.Path(), help="Image file to write, e.g. fig3.png.")
 def show_filters(model_path, out):
     """conv1's kernels as in the paper's Figure 3 (two GPU groups for 2012)."""

@@ -211,8 +211,16 @@ def leaderboard_figure(placement_or_year, title=None):
     ref_values = [r["top5_error"] * 100 for r in refs]
     if refs:
         outlines = [Rectangle((0, yi - 0.4), v, 0.8) for yi, v in zip(ref_y, ref_values, strict=True)]
-        ax.add_collection(PatchCollection(outlines, facecolor="none", edgecolor=_SUPERVISION, linewidth=1.0,
-                                          linestyle="--", gid="paper_references"))
+        ax.add_collection(
+            PatchCollection(
+                outlines,
+                facecolor="none",
+                edgecolor=_SUPERVISION,
+                linewidth=1.0,
+                linestyle="--",
+                gid="paper_references",
+            )
+        )
         for yi, v in zip(ref_y, ref_values, strict=True):
             ax.text(v + 0.3, yi, f"{v:.1f}", va="center", fontsize=8)
         labels += [f"[P] {r['model']} ({_SPLITS[r['split']]})" for r in refs]
@@ -222,23 +230,46 @@ def leaderboard_figure(placement_or_year, title=None):
     second = runner_up(year)
     if second is not None:
         ax.axvline(second.top5_error * 100, color="black", linestyle="--", linewidth=1)
-        ax.text(second.top5_error * 100 + 0.3, -0.75, f"runner-up {second.team}: {second.top5_error * 100:.1f}%",
-                fontsize=8, va="center")
+        ax.text(
+            second.top5_error * 100 + 0.3,
+            -0.75,
+            f"runner-up {second.team}: {second.top5_error * 100:.1f}%",
+            fontsize=8,
+            va="center",
+        )
     ax.set_ylim(len(rows) + (len(refs) + 1 if refs else 0) - 0.5, -1.2)  # room above the first bar for the line's label
     legend = [Patch(facecolor=_OTHERS, label="other teams")]
     if any(e.team == "SuperVision" for e in table):
         legend.insert(0, Patch(facecolor=_SUPERVISION, label="SuperVision (AlexNet)"))
     if placement is not None:
-        legend.append(Patch(facecolor=_YOURS, hatch="" if placement.comparable else "//",
-                            label="your entry" + ("" if placement.comparable else " (not comparable)")))
+        legend.append(
+            Patch(
+                facecolor=_YOURS,
+                hatch="" if placement.comparable else "//",
+                label="your entry" + ("" if placement.comparable else " (not comparable)"),
+            )
+        )
     if refs:
-        legend.append(Patch(facecolor="none", edgecolor=_SUPERVISION, linestyle="--",
-                            label="[P]'s own models (reference, not ranked)"))
+        legend.append(
+            Patch(
+                facecolor="none",
+                edgecolor=_SUPERVISION,
+                linestyle="--",
+                label="[P]'s own models (reference, not ranked)",
+            )
+        )
     if any(not e.verified for e in table):
         legend.append(Patch(facecolor=_OTHERS, hatch="..", label="unverified figure"))
     # below the x label, so it never hides a bar or the runner-up line's label
-    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, 0), borderaxespad=4, ncol=len(legend),
-              fontsize=8, frameon=False)
+    ax.legend(
+        handles=legend,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0),
+        borderaxespad=4,
+        ncol=len(legend),
+        fontsize=8,
+        frameon=False,
+    )
     ax.set_xlabel("top-5 error (%)")
     ax.set_xlim(0, max(values) * 1.15)
     ax.set_title(title or f"ILSVRC{year} classification (top-5 error, lower is better)")

@@ -94,9 +94,7 @@ def summary_table(rows):
     lines = [header, "-" * len(header)]
     for r in rows:
         shape = "x".join(str(d) for d in r.output_shape)
-        lines.append(
-            f"{r.name:<10} {r.kind:<27} {shape:<16} {r.params:>12,} {r.neurons:>10,} {r.macs:>14,}"
-        )
+        lines.append(f"{r.name:<10} {r.kind:<27} {shape:<16} {r.params:>12,} {r.neurons:>10,} {r.macs:>14,}")
     t = totals(rows)
     lines.append("-" * len(header))
     lines.append(f"{'total':<55} {t['params']:>12,} {t['neurons']:>10,} {t['macs']:>14,}")

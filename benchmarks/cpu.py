@@ -162,7 +162,9 @@ def bench_pipeline(data_path, variant, batch, batches, warmup, train_img_s):
     """img/s of the real training input pipeline, iterated without a model."""
     from alexnet_keras import data
 
-    train_ds, _, info = data.load(str(data_path), batch_size=batch, spec=DEFAULT_PREPROCESSING[variant], validation=False)
+    train_ds, _, info = data.load(
+        str(data_path), batch_size=batch, spec=DEFAULT_PREPROCESSING[variant], validation=False
+    )
     iterator = iter(train_ds.repeat())
     for _ in range(warmup):  # fills and drains the prefetch buffer
         next(iterator)
@@ -280,12 +282,18 @@ def profile_layers(variant, batch, steps, warmup, echo):
             warmup,
         )
         row = {"block": name, "keras_layers": keras_names}
-        for key, column in (("ours_f", "ours_fwd_ms"), ("peer_f", "peer_fwd_ms"),
-                            ("ours_fb", "ours_fwd_bwd_ms"), ("peer_fb", "peer_fwd_bwd_ms")):
+        for key, column in (
+            ("ours_f", "ours_fwd_ms"),
+            ("peer_f", "peer_fwd_ms"),
+            ("ours_fb", "ours_fwd_bwd_ms"),
+            ("peer_fb", "peer_fwd_bwd_ms"),
+        ):
             row[column] = round(statistics.median(t[key]) * 1e3, 1)
         rows.append(row)
-        echo(f"{variant:>5} {name:<14} fwd {row['ours_fwd_ms']:8.1f} / {row['peer_fwd_ms']:8.1f} ms   "
-             f"fwd+bwd {row['ours_fwd_bwd_ms']:8.1f} / {row['peer_fwd_bwd_ms']:8.1f} ms  (ours / peer)")
+        echo(
+            f"{variant:>5} {name:<14} fwd {row['ours_fwd_ms']:8.1f} / {row['peer_fwd_ms']:8.1f} ms   "
+            f"fwd+bwd {row['ours_fwd_bwd_ms']:8.1f} / {row['peer_fwd_bwd_ms']:8.1f} ms  (ours / peer)"
+        )
 
     # The optimizer update alone: random gradients into each side's own optimizer.
     variables = model.trainable_variables
@@ -295,20 +303,30 @@ def profile_layers(variant, batch, steps, warmup, echo):
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
     t = harness.alternate(
-        {"ours": lambda: (ours_update(), variables[0].numpy().ravel()[0]),
-         "peer": lambda: (peer.optimizer.step(), float(params[0].detach().reshape(-1)[0]))},
-        steps, warmup,
+        {
+            "ours": lambda: (ours_update(), variables[0].numpy().ravel()[0]),
+            "peer": lambda: (peer.optimizer.step(), float(params[0].detach().reshape(-1)[0])),
+        },
+        steps,
+        warmup,
     )
-    rows.append({"block": "optimizer update", "keras_layers": [],
-                 "ours_fwd_ms": 0.0, "peer_fwd_ms": 0.0,
-                 "ours_fwd_bwd_ms": round(statistics.median(t["ours"]) * 1e3, 1),
-                 "peer_fwd_bwd_ms": round(statistics.median(t["peer"]) * 1e3, 1)})
-    echo(f"{variant:>5} {'optimizer':<14} update {rows[-1]['ours_fwd_bwd_ms']:8.1f} / {rows[-1]['peer_fwd_bwd_ms']:8.1f} ms")
+    rows.append(
+        {
+            "block": "optimizer update",
+            "keras_layers": [],
+            "ours_fwd_ms": 0.0,
+            "peer_fwd_ms": 0.0,
+            "ours_fwd_bwd_ms": round(statistics.median(t["ours"]) * 1e3, 1),
+            "peer_fwd_bwd_ms": round(statistics.median(t["peer"]) * 1e3, 1),
+        }
+    )
+    echo(
+        f"{variant:>5} {'optimizer':<14} update {rows[-1]['ours_fwd_bwd_ms']:8.1f} / {rows[-1]['peer_fwd_bwd_ms']:8.1f} ms"
+    )
     model = peer = None  # frees them before the next variant (closures above still name them)
     keras.backend.clear_session()
     gc.collect()
-    return {"variant": variant, "batch": batch, "steps": steps, "blocks": rows,
-            "load_average": harness.load_average()}
+    return {"variant": variant, "batch": batch, "steps": steps, "blocks": rows, "load_average": harness.load_average()}
 
 
 def _format_row(r):
@@ -323,28 +341,47 @@ def _targets(results, pipelines, memories):
     for r in results:
         target = TARGETS.get((r["variant"], r["mode"])) if r["batch"] == 64 else None
         if target is not None:
-            checks.append({
-                "name": f"{r['variant']} {r['mode']} batch 64 ratio",
-                "value": r["ratio"], "target": f">= {target}", "met": r["ratio"] >= target,
-            })
+            checks.append(
+                {
+                    "name": f"{r['variant']} {r['mode']} batch 64 ratio",
+                    "value": r["ratio"],
+                    "target": f">= {target}",
+                    "met": r["ratio"] >= target,
+                }
+            )
     for p in pipelines:
         if p["pipeline_over_training"] is not None:
-            checks.append({
-                "name": f"pipeline ({p['spec']}) / {p['variant']} training, batch {p['batch']}",
-                "value": p["pipeline_over_training"], "target": f">= {PIPELINE_TARGET}",
-                "met": p["pipeline_over_training"] >= PIPELINE_TARGET,
-            })
+            checks.append(
+                {
+                    "name": f"pipeline ({p['spec']}) / {p['variant']} training, batch {p['batch']}",
+                    "value": p["pipeline_over_training"],
+                    "target": f">= {PIPELINE_TARGET}",
+                    "met": p["pipeline_over_training"] >= PIPELINE_TARGET,
+                }
+            )
     for m in memories:
-        checks.append({
-            "name": f"memory plan / measured peak, {m['variant']} batch {m['batch']}",
-            "value": m["plan_over_measured"], "target": f"1 +- {memory.CALIBRATION_TOLERANCE}",
-            "met": m["within_tolerance"],
-        })
+        checks.append(
+            {
+                "name": f"memory plan / measured peak, {m['variant']} batch {m['batch']}",
+                "value": m["plan_over_measured"],
+                "target": f"1 +- {memory.CALIBRATION_TOLERANCE}",
+                "met": m["within_tolerance"],
+            }
+        )
     return checks
 
 
-def run(quick=False, variants=VARIANTS, batches=None, steps=None, warmup=None, data_path=None,
-        pipeline=True, profile_layers_too=False, echo=print):
+def run(
+    quick=False,
+    variants=VARIANTS,
+    batches=None,
+    steps=None,
+    warmup=None,
+    data_path=None,
+    pipeline=True,
+    profile_layers_too=False,
+    echo=print,
+):
     batches = batches or ([64] if quick else [64, 128])
     steps = steps or (5 if quick else 10)
     warmup = warmup if warmup is not None else (1 if quick else 2)
@@ -364,8 +401,14 @@ def run(quick=False, variants=VARIANTS, batches=None, steps=None, warmup=None, d
         train_rate = {(r["variant"], r["batch"]): r["ours_img_s"] for r in results if r["mode"] == "train"}
         pipe_batch = batches[0]
         for variant in variants:
-            p = bench_pipeline(data_path, variant, pipe_batch, 6 if quick else 20, 3 if quick else 5,
-                               train_rate.get((variant, pipe_batch)))
+            p = bench_pipeline(
+                data_path,
+                variant,
+                pipe_batch,
+                6 if quick else 20,
+                3 if quick else 5,
+                train_rate.get((variant, pipe_batch)),
+            )
             if not quick:
                 p["fit_on_pipeline_train_img_s"] = bench_fit_on_pipeline(data_path, variant, pipe_batch, steps)
             pipelines.append(p)
@@ -387,7 +430,10 @@ def run(quick=False, variants=VARIANTS, batches=None, steps=None, warmup=None, d
         "machine": machine,
         "command": " ".join(["python -m benchmarks.cpu"] + sys.argv[1:]),
         "settings": {
-            "steps": steps, "warmup": warmup, "batches": batches, "variants": list(variants),
+            "steps": steps,
+            "warmup": warmup,
+            "batches": batches,
+            "variants": list(variants),
             "statistic": "median img/s over the timed steps; ratio = ours / peer",
             "ours": "alexnet_keras.training.loop.build_model (jit_compile False, steps_per_execution 1): "
             "train_on_batch / predict_on_batch on in-memory tensors",
@@ -417,8 +463,10 @@ def format_report(report):
             f"{r['variant']:>7} {r['mode']:>5} {r['batch']:>5} {r['ours_img_s']:>10.1f} "
             f"{r['peer_img_s']:>10.1f} {r['ratio']:>7.2f} {r['ratio_paired_median']:>7.2f}"
         )
-    lines.append("ratio = median ours img/s / median peer img/s; paired = median over rounds of "
-                 "(peer step time / ours step time), the two run back to back")
+    lines.append(
+        "ratio = median ours img/s / median peer img/s; paired = median over rounds of "
+        "(peer step time / ours step time), the two run back to back"
+    )
     if report["pipeline"]:
         lines.append("")
         for p in report["pipeline"]:
@@ -433,14 +481,23 @@ def format_report(report):
             f"plan {m['planned_bytes'] / 2**20:,.0f} MiB (plan/measured {m['plan_over_measured']:.2f})"
         )
     for prof in report.get("layer_profiles", []):
-        lines += ["", f"per-layer ms, {prof['variant']} batch {prof['batch']} (each block alone; ours / peer):",
-                  f"{'block':<16} {'fwd ours':>9} {'fwd peer':>9} {'f+b ours':>9} {'f+b peer':>9}"]
+        lines += [
+            "",
+            f"per-layer ms, {prof['variant']} batch {prof['batch']} (each block alone; ours / peer):",
+            f"{'block':<16} {'fwd ours':>9} {'fwd peer':>9} {'f+b ours':>9} {'f+b peer':>9}",
+        ]
         for b in prof["blocks"]:
-            lines.append(f"{b['block']:<16} {b['ours_fwd_ms']:>9.1f} {b['peer_fwd_ms']:>9.1f} "
-                         f"{b['ours_fwd_bwd_ms']:>9.1f} {b['peer_fwd_bwd_ms']:>9.1f}")
-        lines.append(f"{'sum':<16} " + " ".join(
-            f"{sum(b[k] for b in prof['blocks']):>9.1f}"
-            for k in ("ours_fwd_ms", "peer_fwd_ms", "ours_fwd_bwd_ms", "peer_fwd_bwd_ms")))
+            lines.append(
+                f"{b['block']:<16} {b['ours_fwd_ms']:>9.1f} {b['peer_fwd_ms']:>9.1f} "
+                f"{b['ours_fwd_bwd_ms']:>9.1f} {b['peer_fwd_bwd_ms']:>9.1f}"
+            )
+        lines.append(
+            f"{'sum':<16} "
+            + " ".join(
+                f"{sum(b[k] for b in prof['blocks']):>9.1f}"
+                for k in ("ours_fwd_ms", "peer_fwd_ms", "ours_fwd_bwd_ms", "peer_fwd_bwd_ms")
+            )
+        )
     lines.append("")
     for t in report["targets"]:
         lines.append(f"{'met ' if t['met'] else 'MISS'} {t['name']}: {t['value']} (target {t['target']})")
@@ -458,8 +515,11 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 2; 1 with --quick)")
     parser.add_argument("--data", default=None, help="imagenette folder (default ../shared/data/imagenette)")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the input-pipeline measurement")
-    parser.add_argument("--profile-layers", action="store_true",
-                        help="also time each layer alone, ours against the peer's (first batch size)")
+    parser.add_argument(
+        "--profile-layers",
+        action="store_true",
+        help="also time each layer alone, ours against the peer's (first batch size)",
+    )
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
@@ -467,10 +527,19 @@ def main(argv=None):
             parser.error(f"unknown variant {v!r}; choose from {VARIANTS}")
     batches = [int(b) for b in args.batches.split(",")] if args.batches else None
     # With --json, progress goes to stderr so stdout holds exactly one JSON object.
-    echo = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    echo = (
+        (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    )
     report = run(
-        quick=args.quick, variants=variants, batches=batches, steps=args.steps, warmup=args.warmup,
-        data_path=args.data, pipeline=not args.no_pipeline, profile_layers_too=args.profile_layers, echo=echo,
+        quick=args.quick,
+        variants=variants,
+        batches=batches,
+        steps=args.steps,
+        warmup=args.warmup,
+        data_path=args.data,
+        pipeline=not args.no_pipeline,
+        profile_layers_too=args.profile_layers,
+        echo=echo,
     )
     if args.json:
         print(json.dumps(report, indent=2))

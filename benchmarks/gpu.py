@@ -122,9 +122,17 @@ def run_keras(entries, batch, steps, warmup, deadline, emit):
     from alexnet_keras.training.config import TrainConfig
     from alexnet_keras.training.loop import build_model
 
-    emit({"part": "keras", "device": str(jax.devices()[0].device_kind), "platform": jax.devices()[0].platform,
-          "jax": jax.__version__, "keras": keras.__version__, "keras_backend": keras.backend.backend(),
-          "dtype_policy": keras.config.dtype_policy().name})
+    emit(
+        {
+            "part": "keras",
+            "device": str(jax.devices()[0].device_kind),
+            "platform": jax.devices()[0].platform,
+            "jax": jax.__version__,
+            "keras": keras.__version__,
+            "keras_backend": keras.backend.backend(),
+            "dtype_policy": keras.config.dtype_policy().name,
+        }
+    )
     rng = np.random.default_rng(0)
     data = {}
     for _, name, variant, kind in entries:
@@ -137,8 +145,9 @@ def run_keras(entries, batch, steps, warmup, deadline, emit):
                 model = reference_2012()
             else:
                 tower = kind if kind in ("split", "grouped") else "split"
-                config = TrainConfig(variant=variant, classes=1000, batch_size=batch, jit_compile=True,
-                                     tower_impl=tower)
+                config = TrainConfig(
+                    variant=variant, classes=1000, batch_size=batch, jit_compile=True, tower_impl=tower
+                )
                 model = build_model(config)
             if variant not in data:
                 size = INPUT_SIZE[variant]
@@ -170,16 +179,24 @@ def run_torch(entries, batch, steps, warmup, deadline, emit, smoke):
         torch.backends.cudnn.allow_tf32 = True
     else:
         torch.set_num_threads(os.cpu_count())
-    emit({"part": "torch", "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
-          "torch": torch.__version__, "cuda": torch.version.cuda, "autocast": "bfloat16"})
+    emit(
+        {
+            "part": "torch",
+            "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "autocast": "bfloat16",
+        }
+    )
     for _, name, variant, kind in entries:
         if time.time() + NEEDS_S[kind] > deadline:
             emit({"name": name, "skipped": "time budget"})
             continue
         started = time.perf_counter()
         try:
-            peer = peers.Peer(variant, device=device, compile=kind == "compile", channels_last=True,
-                              autocast=torch.bfloat16)
+            peer = peers.Peer(
+                variant, device=device, compile=kind == "compile", channels_last=True, autocast=torch.bfloat16
+            )
             x, y = peer.batch(batch)
             train_s = time_calls(lambda peer=peer, x=x, y=y: peer.train_step(x, y), steps, warmup)
             infer_s = time_calls(lambda peer=peer, x=x: peer.infer(x), steps, warmup)
@@ -233,15 +250,32 @@ def run(batch, steps, warmup, budget_s, smoke, only=None, echo=print):
         for part in ("keras", "torch"):
             out = pathlib.Path(tmp) / f"{part}.jsonl"
             left = deadline - time.time()
-            command = [
-                sys.executable, "-m", "benchmarks.gpu", "--part", part, "--out", str(out),
-                "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
-                "--deadline", str(deadline),
-            ] + (["--smoke"] if smoke else []) + (["--only", only] if only else [])
+            command = (
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.gpu",
+                    "--part",
+                    part,
+                    "--out",
+                    str(out),
+                    "--batch",
+                    str(batch),
+                    "--steps",
+                    str(steps),
+                    "--warmup",
+                    str(warmup),
+                    "--deadline",
+                    str(deadline),
+                ]
+                + (["--smoke"] if smoke else [])
+                + (["--only", only] if only else [])
+            )
             echo(f"running the {part} part ({left:.0f} s of the budget left)")
             try:
-                proc = subprocess.run(command, cwd=REPO, env=_child_env(smoke), timeout=max(left, 1) + 30,
-                                      capture_output=True, text=True)
+                proc = subprocess.run(
+                    command, cwd=REPO, env=_child_env(smoke), timeout=max(left, 1) + 30, capture_output=True, text=True
+                )
                 if proc.returncode:
                     echo(f"{part} part exited {proc.returncode}: " + proc.stderr.strip()[-2000:])
             except subprocess.TimeoutExpired:
@@ -277,8 +311,10 @@ def _format_entry(r):
         return f"{r['name']:<45} failed: {r['error'][:200]}"
     if "skipped" in r:
         return f"{r['name']:<45} skipped ({r['skipped']})"
-    return (f"{r['name']:<45} train {r['train_img_s']:>9.1f} img/s   infer {r['infer_img_s']:>9.1f} img/s"
-            f"   ({r['seconds_incl_compile']:.0f} s incl. compile)")
+    return (
+        f"{r['name']:<45} train {r['train_img_s']:>9.1f} img/s   infer {r['infer_img_s']:>9.1f} img/s"
+        f"   ({r['seconds_incl_compile']:.0f} s incl. compile)"
+    )
 
 
 def markdown(report, command):
@@ -302,7 +338,9 @@ def markdown(report, command):
         elif "skipped" in r:
             lines.append(f"| {r['name']} | skipped ({r['skipped']}) | | |")
         else:
-            lines.append(f"| {r['name']} | {r['train_img_s']:.1f} | {r['infer_img_s']:.1f} | {r['seconds_incl_compile']:.0f} |")
+            lines.append(
+                f"| {r['name']} | {r['train_img_s']:.1f} | {r['infer_img_s']:.1f} | {r['seconds_incl_compile']:.0f} |"
+            )
     for part in ("keras", "torch"):
         if "error" in report["parts"].get(part, {}):
             lines.append(f"\n{part} part error: `{report['parts'][part]['error']}`")
@@ -317,8 +355,9 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps, compiles included (default 3; 1)")
     parser.add_argument("--budget-s", type=float, default=280.0, help="wall-clock budget for everything")
     parser.add_argument("--only", default=None, help="run only entries whose name contains this")
-    parser.add_argument("--results", default=None,
-                        help="markdown file to append to (default benchmarks/RESULTS.md; none with --smoke)")
+    parser.add_argument(
+        "--results", default=None, help="markdown file to append to (default benchmarks/RESULTS.md; none with --smoke)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     # internal: one part in a child process
     parser.add_argument("--part", choices=("keras", "torch"), help=argparse.SUPPRESS)
@@ -342,8 +381,11 @@ def main(argv=None):
         echo(f"appended to {results}")
     if args.json:
         print(json.dumps(report, indent=2))
-    ok = bool(report["entries"]) and not any("error" in p for p in report["parts"].values()) \
+    ok = (
+        bool(report["entries"])
+        and not any("error" in p for p in report["parts"].values())
         and not any("error" in r for r in report["entries"])
+    )
     return 0 if ok else 1
 
 

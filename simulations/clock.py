@@ -143,7 +143,7 @@ def paper_models_cost(days=DAYS_MIDPOINT):
         "five_cnns_seconds": five,
         "five_cnns_range": five_range,
         "five_cnns_is_estimate": "each of the five nets is assumed to train 90 epochs like the one net; "
-                                 "[P] says only \"five similar CNNs\"",
+        '[P] says only "five similar CNNs"',
         "cnn_star": {
             "extra_conv_layers": star["extra_conv_layers"],
             "pretrain_images": star["pretrain_images"],

@@ -60,8 +60,7 @@ class GPU:
 def load_gtx580():
     """Reads `data/gtx580.csv` and checks the derived peak against the raw figures."""
     specs = {
-        r["key"]: (float(r["value"]), r["unit"], as_bool(r["derived"]), r["source"])
-        for r in read_csv("gtx580.csv")
+        r["key"]: (float(r["value"]), r["unit"], as_bool(r["derived"]), r["source"]) for r in read_csv("gtx580.csv")
     }
     gpu = GPU("NVIDIA GeForce GTX 580", specs)
     stated = gpu.value("peak_fp32") * 1e9

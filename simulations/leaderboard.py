@@ -138,7 +138,8 @@ def lead_over(top5_error, other, top1_error=None):
         "team": other.team,
         "top5_points": (other.top5_error - top5_error) * 100,
         "top5_cut": (other.top5_error - top5_error) / other.top5_error,
-        "top1_points": None if top1_error is None or other.top1_error is None
+        "top1_points": None
+        if top1_error is None or other.top1_error is None
         else (other.top1_error - top1_error) * 100,
     }
 
@@ -164,14 +165,22 @@ def references(year=2012):
     for r in paper_references(year):
         entered = None
         if r["split"] == "test":
-            same = [e for e in table if e.team == "SuperVision" and round(e.top5_error * 100, 1) == round(r["top5_error"] * 100, 1)]
+            same = [
+                e
+                for e in table
+                if e.team == "SuperVision" and round(e.top5_error * 100, 1) == round(r["top5_error"] * 100, 1)
+            ]
             entered = same[0] if same else None
         vs = None
         if r["split"] == "test" and entered is None:
             vs = lead_over(r["top5_error"], winner, r["top1_error"])
-        rows.append({**r, "entered_as": None if entered is None else {"entry": entered.entry,
-                                                                       "top5_error": entered.top5_error},
-                     "vs_winner": vs})
+        rows.append(
+            {
+                **r,
+                "entered_as": None if entered is None else {"entry": entered.entry, "top5_error": entered.top5_error},
+                "vs_winner": vs,
+            }
+        )
     return rows
 
 
@@ -271,8 +280,16 @@ def place(year, top5_error, name="your entry", *, comparable=True, reason="", ci
         raise ValueError(f"top5_error is a fraction in [0, 1], got {top5_error}")
     table = load(year)
     winner, second = table[0], runner_up(year)
-    you = Entry(year=year, team=name, entry="", top5_error=top5_error, description=reason, verified=comparable,
-                source="measured here", top1_error=top1_error)
+    you = Entry(
+        year=year,
+        team=name,
+        entry="",
+        top5_error=top5_error,
+        description=reason,
+        verified=comparable,
+        source="measured here",
+        top1_error=top1_error,
+    )
     notes = [f"{e.year} {e.team}: {e.top5_error:.2%} is unverified" for e in table if not e.verified]
     return Placement(
         year=year,

@@ -101,8 +101,13 @@ class Plan:
     @property
     def total_bytes(self):
         return (
-            self.weights_bytes + self.gradients_bytes + self.optimizer_bytes + self.activations_bytes
-            + self.transient_bytes + self.workspace_bytes + self.allreduce_bytes
+            self.weights_bytes
+            + self.gradients_bytes
+            + self.optimizer_bytes
+            + self.activations_bytes
+            + self.transient_bytes
+            + self.workspace_bytes
+            + self.allreduce_bytes
         )
 
     @property
@@ -145,8 +150,15 @@ class Plan:
         }
 
 
-def plan(layers, batch_size, replicas=1, budget_bytes=GTX580_MEMORY_BYTES, bytes_per_value=4, optimizer_slots=1,
-         update_temporaries=UPDATE_TEMPORARIES["paper_sgd"]):
+def plan(
+    layers,
+    batch_size,
+    replicas=1,
+    budget_bytes=GTX580_MEMORY_BYTES,
+    bytes_per_value=4,
+    optimizer_slots=1,
+    update_temporaries=UPDATE_TEMPORARIES["paper_sgd"],
+):
     """Estimates training memory per replica.
 
     Args:
@@ -245,10 +257,7 @@ def _mib(n):
 
 def format_plan(p):
     """The plan as text: one row per layer, then the per-replica budget lines."""
-    header = (
-        f"{'layer':<10} {'type':<27} {'output':<12} {'params':>12} {'FLOPs':>15} "
-        f"{'act/img':>11} {'kept/img':>11}"
-    )
+    header = f"{'layer':<10} {'type':<27} {'output':<12} {'params':>12} {'FLOPs':>15} {'act/img':>11} {'kept/img':>11}"
     lines = [header, "-" * len(header)]
     for d in p.layers:
         shape = "x".join(str(s) for s in d.get("output_shape", ()) or ())
@@ -259,9 +268,7 @@ def format_plan(p):
             f"{int(d['activation_bytes']):>11,} {d['kept_bytes']:>11,}"
         )
     lines.append("-" * len(header))
-    lines.append(
-        f"training memory per replica ({p.replicas} replica(s), {p.per_replica_batch} images each, float32):"
-    )
+    lines.append(f"training memory per replica ({p.replicas} replica(s), {p.per_replica_batch} images each, float32):")
     for label, n in (
         ("weights", p.weights_bytes),
         ("gradients", p.gradients_bytes),
@@ -313,9 +320,18 @@ _CC_FLAGS = {
     "cost": (True, True, True),
 }
 COMPONENTS_2012 = (
-    "weights", "weight_gradients", "weight_increments", "outputs", "activation_gradients",
-    "norm_denominators", "dropout_masks", "input_buffers", "exchanged_copies", "conv_partial_sums",
-    "cost_and_test_buffers", "cuda_context",
+    "weights",
+    "weight_gradients",
+    "weight_increments",
+    "outputs",
+    "activation_gradients",
+    "norm_denominators",
+    "dropout_masks",
+    "input_buffers",
+    "exchanged_copies",
+    "conv_partial_sums",
+    "cost_and_test_buffers",
+    "cuda_context",
 )
 
 
@@ -500,16 +516,30 @@ def cc_memory_2012(layers, batch_size, assumptions=CC2012Assumptions(), budget_b
             # [CC] layer.cu:396-405: a copy of the output, and a gradient matrix, on the reader's card
             back = out if has_grad else 0
             cards[g]["exchanged_copies"] += out + (back if a.keep_activation_gradients else 0)
-            exchanges.append({"layer": layer.name, "from_gpu": layer.gpu, "to_gpu": g,
-                              "forward_bytes": out, "backward_bytes": back})
-        detail.append({**row, "weights_bytes": weights, "output_bytes": own_out,
-                       "gradient_bytes": grad if a.keep_activation_gradients else 0, "extra_bytes": extra})
+            exchanges.append(
+                {"layer": layer.name, "from_gpu": layer.gpu, "to_gpu": g, "forward_bytes": out, "backward_bytes": back}
+            )
+        detail.append(
+            {
+                **row,
+                "weights_bytes": weights,
+                "output_bytes": own_out,
+                "gradient_bytes": grad if a.keep_activation_gradients else 0,
+                "extra_bytes": extra,
+            }
+        )
     for g, card in cards.items():
         if not a.keep_activation_gradients:  # --conserve-mem: the incoming and outgoing gradients
             card["activation_gradients"] = sum(sorted(largest_grads[g])[-2:])
         card["cuda_context"] = a.context_bytes
-    return CC2012Plan(batch_size=batch_size, budget_bytes=int(budget_bytes), assumptions=a, cards=cards,
-                      layers=detail, exchanges=exchanges)
+    return CC2012Plan(
+        batch_size=batch_size,
+        budget_bytes=int(budget_bytes),
+        assumptions=a,
+        cards=cards,
+        layers=detail,
+        exchanges=exchanges,
+    )
 
 
 @dataclass
@@ -561,8 +591,24 @@ class CC2012Plan:
 
 
 # Profile rows (alexnet_keras.profile.profile_model(AlexNet())) the model-145 graph is built from.
-_ROWS_2012 = ("image", "conv1", "lrn1", "pool1", "conv2", "lrn2", "pool2", "conv3", "conv4", "conv5",
-              "pool5", "fc6", "drop6", "fc7", "drop7", "fc8")
+_ROWS_2012 = (
+    "image",
+    "conv1",
+    "lrn1",
+    "pool1",
+    "conv2",
+    "lrn2",
+    "pool2",
+    "conv3",
+    "conv4",
+    "conv5",
+    "pool5",
+    "fc6",
+    "drop6",
+    "fc7",
+    "drop7",
+    "fc8",
+)
 
 
 def cc145_layers(rows, two_gpus=True):
@@ -578,8 +624,10 @@ def cc145_layers(rows, two_gpus=True):
     r = {row["name"]: row for row in map(_row, rows)}
     missing = [n for n in _ROWS_2012 if n not in r or "output_shape" not in r[n]]
     if missing:
-        raise UserError(f"the 2012 cuda-convnet model needs the AlexNet 2012 profile rows (missing: "
-                        f"{', '.join(missing)}); pass profile_model(AlexNet('2012'))")
+        raise UserError(
+            f"the 2012 cuda-convnet model needs the AlexNet 2012 profile rows (missing: "
+            f"{', '.join(missing)}); pass profile_model(AlexNet('2012'))"
+        )
 
     def size(name):
         n = 1
@@ -594,9 +642,19 @@ def cc145_layers(rows, two_gpus=True):
         params = int(r[name]["params"]) // 2
         filters = int(r[name]["output_shape"][-1]) // 2
         h, w = (int(d) for d in r[name]["output_shape"][:2])
-        own = [CCLayer(f"{name}{tower}", "conv", half(name), gpu, inputs, params,
-                       weights_per_input=(params - filters) // len(inputs), modules=h * w,
-                       partial_sum=PARTIAL_SUM_145[name])]
+        own = [
+            CCLayer(
+                f"{name}{tower}",
+                "conv",
+                half(name),
+                gpu,
+                inputs,
+                params,
+                weights_per_input=(params - filters) // len(inputs),
+                modules=h * w,
+                partial_sum=PARTIAL_SUM_145[name],
+            )
+        ]
         if neuron:
             own.append(CCLayer(f"{name}{tower}_neuron", "neuron", half(name), gpu, (f"{name}{tower}",)))
         return own
@@ -621,8 +679,9 @@ def cc145_layers(rows, two_gpus=True):
         layers += [
             CCLayer(f"pool3{t}", "pool", half("pool5"), g, (f"conv5{t}",)),
             CCLayer(f"pool3{t}_neuron", "neuron", half("pool5"), g, (f"pool3{t}",)),
-            CCLayer(f"fc2048{t}", "fc", half("fc6"), g, ("pool3a_neuron", "pool3b_neuron"),
-                    int(r["fc6"]["params"]) // 2),
+            CCLayer(
+                f"fc2048{t}", "fc", half("fc6"), g, ("pool3a_neuron", "pool3b_neuron"), int(r["fc6"]["params"]) // 2
+            ),
             CCLayer(f"fc2048{t}_neuron", "neuron", half("fc6"), g, (f"fc2048{t}",)),
             CCLayer(f"hs1{t}", "hs", half("drop6"), g, (f"fc2048{t}_neuron",)),
             CCLayer(f"fc2048b{t}", "fc", half("fc7"), g, ("hs1a", "hs1b"), int(r["fc7"]["params"]) // 2),
@@ -677,14 +736,20 @@ def why_two_gpus(rows, batch_size=128, budget_bytes=GTX580_MEMORY_BYTES, assumpt
     for f in fields(assumptions):
         if f.name not in ASSUMPTIONS_2012:
             continue
-        alt = cc_memory_2012(cc145_layers(rows, two_gpus=False), batch_size, assumptions.flipped(f.name),
-                             budget_bytes)
-        sensitivity.append({"assumption": f.name, "value": getattr(assumptions, f.name),
-                            "alternative": getattr(assumptions.flipped(f.name), f.name),
-                            "single_card_bytes": alt.total_bytes, "fits": alt.fits,
-                            "flips_verdict": alt.fits != single.fits})
-    deciding = sorted((s for s in sensitivity if s["flips_verdict"]),
-                      key=lambda s: -abs(s["single_card_bytes"] - single.total_bytes))
+        alt = cc_memory_2012(cc145_layers(rows, two_gpus=False), batch_size, assumptions.flipped(f.name), budget_bytes)
+        sensitivity.append(
+            {
+                "assumption": f.name,
+                "value": getattr(assumptions, f.name),
+                "alternative": getattr(assumptions.flipped(f.name), f.name),
+                "single_card_bytes": alt.total_bytes,
+                "fits": alt.fits,
+                "flips_verdict": alt.fits != single.fits,
+            }
+        )
+    deciding = sorted(
+        (s for s in sensitivity if s["flips_verdict"]), key=lambda s: -abs(s["single_card_bytes"] - single.total_bytes)
+    )
     deciding = [s["assumption"] for s in deciding]
     one_card = cc145_layers(rows, two_gpus=False)
     low, high = 0, max(batch_size, 1)  # every term grows with the batch: bisect the largest that fits
@@ -693,8 +758,9 @@ def why_two_gpus(rows, batch_size=128, budget_bytes=GTX580_MEMORY_BYTES, assumpt
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (mid, high) if cc_memory_2012(one_card, mid, assumptions, budget_bytes).fits else (low, mid)
-    return WhyTwoGpus(single, split, tf, sensitivity, deciding,
-                      _conclusion(single, split, tf, sensitivity, deciding, low), low)
+    return WhyTwoGpus(
+        single, split, tf, sensitivity, deciding, _conclusion(single, split, tf, sensitivity, deciding, low), low
+    )
 
 
 def _conclusion(single, split, tf, sensitivity, deciding, max_batch):
@@ -702,30 +768,39 @@ def _conclusion(single, split, tf, sensitivity, deciding, max_batch):
     b = single.batch_size
     alt = {s["assumption"]: s["single_card_bytes"] for s in sensitivity}
     if single.fits:
-        text = (f"By this model the net would have fitted on one {budget} card at batch {b}, "
-                f"with {_mib(single.budget_bytes - single.total_bytes)} to spare.")
+        text = (
+            f"By this model the net would have fitted on one {budget} card at batch {b}, "
+            f"with {_mib(single.budget_bytes - single.total_bytes)} to spare."
+        )
         if deciding:
             d = deciding[0]
-            text += (f" Decided by {d} ({ASSUMPTIONS_2012[d][0]}): with the alternative "
-                     f"({ASSUMPTIONS_2012[d][2]}) it needs {_mib(alt[d])} and would not fit.")
+            text += (
+                f" Decided by {d} ({ASSUMPTIONS_2012[d][0]}): with the alternative "
+                f"({ASSUMPTIONS_2012[d][2]}) it needs {_mib(alt[d])} and would not fit."
+            )
     else:
-        text = (f"By this model the net would not have fitted on one {budget} card at batch {b}: "
-                f"{_mib(single.total_bytes)}, {_mib(single.total_bytes - single.budget_bytes)} over.")
+        text = (
+            f"By this model the net would not have fitted on one {budget} card at batch {b}: "
+            f"{_mib(single.total_bytes)}, {_mib(single.total_bytes - single.budget_bytes)} over."
+        )
         if deciding:
             d = deciding[0]
-            text += (f" Decided by {d} ({ASSUMPTIONS_2012[d][0]}): without it "
-                     f"({ASSUMPTIONS_2012[d][2]}) one card needs {_mib(alt[d])} and would fit.")
+            text += (
+                f" Decided by {d} ({ASSUMPTIONS_2012[d][0]}): without it "
+                f"({ASSUMPTIONS_2012[d][2]}) one card needs {_mib(alt[d])} and would fit."
+            )
         else:
             text += " No single assumption of the model changes that."
         text += f" The largest batch one card would have held is {max_batch}."
     if len(deciding) > 1:
         text += f" Flipping {', '.join(deciding[1:])} alone would also change the verdict."
     g = split.fullest_card
-    text += (f" Split over two cards the fuller card (GPU {g}) needs {_mib(split.total_bytes)}, "
-             + (f"{_mib(split.budget_bytes - split.total_bytes)} to spare." if split.fits
-                else f"{_mib(split.total_bytes - split.budget_bytes)} over."))
-    text += (f" The TF-style estimate for one card is {_mib(tf.total_bytes)} "
-             f"({'fits' if tf.fits else 'does not fit'}).")
+    text += f" Split over two cards the fuller card (GPU {g}) needs {_mib(split.total_bytes)}, " + (
+        f"{_mib(split.budget_bytes - split.total_bytes)} to spare."
+        if split.fits
+        else f"{_mib(split.total_bytes - split.budget_bytes)} over."
+    )
+    text += f" The TF-style estimate for one card is {_mib(tf.total_bytes)} ({'fits' if tf.fits else 'does not fit'})."
     return text
 
 
@@ -736,21 +811,29 @@ def format_why_two_gpus(w):
     lines = [f"What cuda-convnet held for model 145 at batch {s.batch_size} (MiB, float32):", head, "-" * len(head)]
     g1 = t.cards.get(1, dict.fromkeys(COMPONENTS_2012, 0))
     for key in COMPONENTS_2012:
-        lines.append(f"{key.replace('_', ' '):<26} {s.cards[0][key] / MIB:>12,.1f} "
-                     f"{t.cards[0][key] / MIB:>15,.1f} {g1[key] / MIB:>12,.1f}")
+        lines.append(
+            f"{key.replace('_', ' '):<26} {s.cards[0][key] / MIB:>12,.1f} "
+            f"{t.cards[0][key] / MIB:>15,.1f} {g1[key] / MIB:>12,.1f}"
+        )
     lines.append("-" * len(head))
-    lines.append(f"{'total':<26} {s.card_total(0) / MIB:>12,.1f} {t.card_total(0) / MIB:>15,.1f} "
-                 f"{(t.card_total(1) if 1 in t.cards else 0) / MIB:>12,.1f}")
+    lines.append(
+        f"{'total':<26} {s.card_total(0) / MIB:>12,.1f} {t.card_total(0) / MIB:>15,.1f} "
+        f"{(t.card_total(1) if 1 in t.cards else 0) / MIB:>12,.1f}"
+    )
     lines.append(f"{'budget per card':<26} {s.budget_bytes / MIB:>12,.1f}")
-    lines.append(f"exchanged between the cards per step: {_mib(t.exchanged_bytes_per_step)} "
-                 f"({', '.join(sorted({e['layer'] for e in t.exchanges}))})")
+    lines.append(
+        f"exchanged between the cards per step: {_mib(t.exchanged_bytes_per_step)} "
+        f"({', '.join(sorted({e['layer'] for e in t.exchanges}))})"
+    )
     lines.append(f"TF-style estimate, one card (plan above, replicas=1): {_mib(w.tf_estimate.total_bytes)}")
     lines.append("assumptions (one card's total with each flipped alone):")
     for row in w.sensitivity:
         what, source, _ = ASSUMPTIONS_2012[row["assumption"]]
         mark = "  <- flips the verdict" if row["flips_verdict"] else ""
-        lines.append(f"  {row['assumption']} = {row['value']}: {what}; {_mib(row['single_card_bytes'])} "
-                     f"if {row['alternative']}{mark}")
+        lines.append(
+            f"  {row['assumption']} = {row['value']}: {what}; {_mib(row['single_card_bytes'])} "
+            f"if {row['alternative']}{mark}"
+        )
         lines.append(f"      source: {source}")
     lines.append(w.conclusion)
     return "\n".join(lines)

@@ -10,8 +10,20 @@ import os
 from badinput import case
 from test_image_limits import encode, jpeg_bomb, noise, png_bomb, strip
 
-TRAIN_ONE_STEP = ("--run-dir", "{tmp}/run", "--variant", "owt", "--batch-size", "2", "--epochs", "1",
-                  "--steps-per-epoch", "1", "--validation-steps", "1")
+TRAIN_ONE_STEP = (
+    "--run-dir",
+    "{tmp}/run",
+    "--variant",
+    "owt",
+    "--batch-size",
+    "2",
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "1",
+    "--validation-steps",
+    "1",
+)
 
 
 def _folder(tmp, classes=("a", "b")):
@@ -27,6 +39,7 @@ def _folder(tmp, classes=("a", "b")):
 
 def _with(files):
     """A setup: the tiny folder plus `files` (path -> bytes, a function making them, or ("link", target))."""
+
     def setup(tmp):
         values = _folder(tmp)
         for rel, contents in files.items():
@@ -36,6 +49,7 @@ def _with(files):
             else:
                 path.write_bytes(contents() if callable(contents) else contents)
         return values
+
     return setup
 
 
@@ -81,23 +95,47 @@ CASES = [
     # TFDS, offline: each answers in seconds (before: "Dl Completed 0/1" for 3.5 minutes, or a traceback).
     # (the old code also ended in a line naming 'mnist', after 3.5 minutes: this fragment is the new one)
     _tfds("data-tfds-needs-download", "mnist", "and must be downloaded: download it first (`tfds build mnist"),
-    _tfds("data-tfds-manual-dir-lacks-files", "mnist", "lacks t10k-images-idx3-ubyte.gz", _manual_dir,
-          ("--tfds-manual-dir", "{tmp}/manual")),
+    _tfds(
+        "data-tfds-manual-dir-lacks-files",
+        "mnist",
+        "lacks t10k-images-idx3-ubyte.gz",
+        _manual_dir,
+        ("--tfds-manual-dir", "{tmp}/manual"),
+    ),
     _tfds("data-tfds-unknown-config", "imagenet2012_subset/bogus", "valid configs: 1pct, 10pct"),
     _tfds("data-tfds-config-on-configless", "mnist/bogus", "'mnist' has no configs: use tfds:mnist"),
     _tfds("data-tfds-unknown-version", "mnist:9.9.9", "only: 3.0.1"),
     # Folder hygiene: skipped and counted.
-    _train("2 symlink loop", _with({"train/a/loop.jpg": ("link", "loop.jpg"), "train/c": ("link", "c")}),
-           "data-symlink-loops", expect="skip", slow=True),
-    _train("2 dangling symlink", _with({"train/a/gone.jpg": ("link", "missing.jpg"), "train/d": ("link", "nowhere")}),
-           "data-dangling-symlinks", expect="skip", slow=True),
+    _train(
+        "2 symlink loop",
+        _with({"train/a/loop.jpg": ("link", "loop.jpg"), "train/c": ("link", "c")}),
+        "data-symlink-loops",
+        expect="skip",
+        slow=True,
+    ),
+    _train(
+        "2 dangling symlink",
+        _with({"train/a/gone.jpg": ("link", "missing.jpg"), "train/d": ("link", "nowhere")}),
+        "data-dangling-symlinks",
+        expect="skip",
+        slow=True,
+    ),
     _train("1 non-UTF-8 name", _non_utf8_file, "data-non-utf8-file-name", expect="skip", slow=True),
     _train("class folder name is not valid UTF-8", _non_utf8_class, "data-non-utf8-class-name"),
     _train("have no val images", _no_val_for_one_class, "data-class-without-val-images", expect="skip", slow=True),
     # Absurd images: skipped from their header, never decoded or resized (before: +1.5 GB, +1.7 GB).
-    _train("2 beyond the image limits", _with({"train/a/strip.png": strip(2000, 1), "val/b/strip.png": strip(1, 2000)}),
-           "data-2000x1-strips", expect="skip", slow=True),
-    _train("2 beyond the image limits",
-           _with({"train/a/bomb.png": lambda: png_bomb(20000, 20000), "train/b/bomb.jpg": jpeg_bomb(13000, 13000)}),
-           "data-decompression-bombs", expect="skip", slow=True),
+    _train(
+        "2 beyond the image limits",
+        _with({"train/a/strip.png": strip(2000, 1), "val/b/strip.png": strip(1, 2000)}),
+        "data-2000x1-strips",
+        expect="skip",
+        slow=True,
+    ),
+    _train(
+        "2 beyond the image limits",
+        _with({"train/a/bomb.png": lambda: png_bomb(20000, 20000), "train/b/bomb.jpg": jpeg_bomb(13000, 13000)}),
+        "data-decompression-bombs",
+        expect="skip",
+        slow=True,
+    ),
 ]

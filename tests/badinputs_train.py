@@ -11,8 +11,16 @@ import sys
 
 from badinput import case
 
-TINY = ("--set", "synthetic_classes=10", "--set", "synthetic_val_examples=8", "--batch-size", "8",
-        "--steps-per-epoch", "2")
+TINY = (
+    "--set",
+    "synthetic_classes=10",
+    "--set",
+    "synthetic_val_examples=8",
+    "--batch-size",
+    "8",
+    "--steps-per-epoch",
+    "2",
+)
 RUN = ("--run-dir", "R")
 # A sitecustomize that makes writes under $ALEXNET_TEST_FAULT's folder fail inside the CLI process.
 FAULT_HOOK = str(pathlib.Path(__file__).resolve().parent / "fault_hook")
@@ -40,8 +48,16 @@ def _ours(tmp, **changes):
     """A run directory as train writes it before its first epoch ends (no training needed)."""
     run = tmp / "R"
     run.mkdir()
-    config = {"data": "synthetic", "classes": 10, "epochs": 1, "steps_per_epoch": 2, "batch_size": 8,
-              "synthetic_classes": 10, "synthetic_val_examples": 8, "run_dir": str(run)}
+    config = {
+        "data": "synthetic",
+        "classes": 10,
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "batch_size": 8,
+        "synthetic_classes": 10,
+        "synthetic_val_examples": 8,
+        "run_dir": str(run),
+    }
     (run / "config.json").write_text(json.dumps({"schema": "alexnet-keras/run/1", "config": config}))
     for name, text in changes.items():
         (run / name.replace("__", ".")).write_text(text)
@@ -95,40 +111,82 @@ CASES = [
     case("train-lr-schedule-step-empty", ["train", "--lr-schedule", "step:", *RUN], "lr-schedule"),
     case("train-fidelity-bogus", ["train", "--fidelity", "cuda", *RUN], "--fidelity"),
     case("train-set-fidelity-bogus", ["train", "--set", "fidelity=cuda", *RUN], "fidelity"),
-    case("train-owt-cuda-convnet", ["train", "--variant", "owt", "--fidelity", "cuda-convnet", *RUN],
-         "--variant 2012 only"),
+    case(
+        "train-owt-cuda-convnet",
+        ["train", "--variant", "owt", "--fidelity", "cuda-convnet", *RUN],
+        "--variant 2012 only",
+    ),
     case("train-mean-bogus", ["train", "--mean", "images", *RUN], "--mean"),
     case("train-set-mean-bogus", ["train", "--set", "mean=images", *RUN], "mean"),
-    case("train-resume-switch-to-cc145", ["train", "--resume", "--lr-schedule", "cc145", *RUN],
-         "per-layer rates", setup=_ours),
+    case(
+        "train-resume-switch-to-cc145",
+        ["train", "--resume", "--lr-schedule", "cc145", *RUN],
+        "per-layer rates",
+        setup=_ours,
+    ),
     case("train-config-list", ["train", "--config", "c.json", *RUN], "c.json", setup=_config(b"[1, 2]")),
     case("train-config-null", ["train", "--config", "c.json", *RUN], "c.json", setup=_config(b"null")),
-    case("train-config-not-utf8", ["train", "--config", "c.json", *RUN], "c.json",
-         setup=_config(b'{"lr": "\xff\xfe"}')),
-    case("train-config-nested-list", ["train", "--config", "c.json", *RUN], "c.json",
-         setup=_config(b'{"config": [1]}')),
-    case("train-config-wrong-type", ["train", "--config", "c.json", *RUN], "batch_size",
-         setup=_config(b'{"batch_size": [8]}')),
+    case(
+        "train-config-not-utf8", ["train", "--config", "c.json", *RUN], "c.json", setup=_config(b'{"lr": "\xff\xfe"}')
+    ),
+    case(
+        "train-config-nested-list", ["train", "--config", "c.json", *RUN], "c.json", setup=_config(b'{"config": [1]}')
+    ),
+    case(
+        "train-config-wrong-type",
+        ["train", "--config", "c.json", *RUN],
+        "batch_size",
+        setup=_config(b'{"batch_size": [8]}'),
+    ),
     case("train-config-is-folder", ["train", "--config", ".", *RUN], "config"),
     case("train-run-dir-not-ours", ["train", *RUN], "not an alexnet-keras run", setup=_user_folder),
     case("train-resume-not-ours", ["train", "--resume", *RUN], "not an alexnet-keras run", setup=_user_folder),
-    case("train-run-dir-is-file", ["train", *RUN], "R",
-         setup=lambda tmp: (tmp / "R").write_text("x") and {}),
-    case("train-resume-history-not-ours", ["train", "--resume", *RUN], "history.csv",
-         setup=lambda tmp: _ours(tmp, history__csv="step,score\n1,0.5\n")),
-    case("train-resume-conflicting-batch", ["train", "--resume", "--batch-size", "16", *RUN], "--batch-size",
-         setup=_ours),
-    case("train-resume-conflicting-variant", ["train", "--resume", "--variant", "owt", *RUN], "--variant",
-         setup=_ours),
-    case("train-enospc", ["train", *RUN, *TINY], "No space left on device",
-         env={"PYTHONPATH": FAULT_HOOK, "ALEXNET_TEST_FAULT": "ENOSPC:R"}),
-    case("train-erofs", ["train", *RUN, *TINY], "Read-only file system",
-         env={"PYTHONPATH": FAULT_HOOK, "ALEXNET_TEST_FAULT": "EROFS:R"}),
+    case("train-run-dir-is-file", ["train", *RUN], "R", setup=lambda tmp: (tmp / "R").write_text("x") and {}),
+    case(
+        "train-resume-history-not-ours",
+        ["train", "--resume", *RUN],
+        "history.csv",
+        setup=lambda tmp: _ours(tmp, history__csv="step,score\n1,0.5\n"),
+    ),
+    case(
+        "train-resume-conflicting-batch", ["train", "--resume", "--batch-size", "16", *RUN], "--batch-size", setup=_ours
+    ),
+    case("train-resume-conflicting-variant", ["train", "--resume", "--variant", "owt", *RUN], "--variant", setup=_ours),
+    case(
+        "train-enospc",
+        ["train", *RUN, *TINY],
+        "No space left on device",
+        env={"PYTHONPATH": FAULT_HOOK, "ALEXNET_TEST_FAULT": "ENOSPC:R"},
+    ),
+    case(
+        "train-erofs",
+        ["train", *RUN, *TINY],
+        "Read-only file system",
+        env={"PYTHONPATH": FAULT_HOOK, "ALEXNET_TEST_FAULT": "EROFS:R"},
+    ),
     # A corrupt backup falls back to an older state and says which, in one line.
-    case("train-resume-corrupt-state", ["train", "--resume", "--epochs", "2", *RUN], "state.json",
-         setup=_corrupt("state"), expect="skip", slow=True),
-    case("train-resume-corrupt-metadata", ["train", "--resume", "--epochs", "2", *RUN], "last.keras",
-         setup=_corrupt("metadata"), expect="skip", slow=True),
-    case("train-resume-truncated-weights", ["train", "--resume", "--epochs", "2", *RUN], "unreadable",
-         setup=_corrupt("weights"), expect="skip", slow=True),
+    case(
+        "train-resume-corrupt-state",
+        ["train", "--resume", "--epochs", "2", *RUN],
+        "state.json",
+        setup=_corrupt("state"),
+        expect="skip",
+        slow=True,
+    ),
+    case(
+        "train-resume-corrupt-metadata",
+        ["train", "--resume", "--epochs", "2", *RUN],
+        "last.keras",
+        setup=_corrupt("metadata"),
+        expect="skip",
+        slow=True,
+    ),
+    case(
+        "train-resume-truncated-weights",
+        ["train", "--resume", "--epochs", "2", *RUN],
+        "unreadable",
+        setup=_corrupt("weights"),
+        expect="skip",
+        slow=True,
+    ),
 ]

@@ -76,9 +76,7 @@ def test_cpu_quick_json_schema():
     assert machine["cores"] >= 1 and len(machine["load_average_start"]) == 3
 
     results = report["results"]
-    assert {(r["variant"], r["mode"]) for r in results} == {
-        (v, m) for v in ("owt", "2012") for m in ("train", "infer")
-    }
+    assert {(r["variant"], r["mode"]) for r in results} == {(v, m) for v in ("owt", "2012") for m in ("train", "infer")}
     for r in results:
         assert RESULT_KEYS <= set(r), r
         assert r["batch"] == 64
@@ -104,9 +102,7 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("# results\n")
     # A generous budget: on a busy CPU the compiles alone take minutes; nothing may be skipped.
-    proc = _run(
-        ["benchmarks.gpu", "--smoke", "--json", "--budget-s", "1500", "--results", str(results)], timeout=1800
-    )
+    proc = _run(["benchmarks.gpu", "--smoke", "--json", "--budget-s", "1500", "--results", str(results)], timeout=1800)
     report = json.loads(proc.stdout)
     assert report["smoke"] and report["batch"] == 2
     names = [e["name"] for e in report["entries"]]

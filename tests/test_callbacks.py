@@ -52,7 +52,11 @@ def _assert_state(model, expected):
 def test_a_finished_epoch_writes_checkpoints_history_and_two_backups(tmp_path):
     _write_epochs(tmp_path, 3)
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [
-        "epoch-0002.json", "epoch-0002.weights.h5", "epoch-0003.json", "epoch-0003.weights.h5"]
+        "epoch-0002.json",
+        "epoch-0002.weights.h5",
+        "epoch-0003.json",
+        "epoch-0003.weights.h5",
+    ]
     assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "history.csv"))] == ["1", "2", "3"]
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["epoch"] == 3 and state["checkpoints"] == {"best_error": pytest.approx(0.7), "best_epoch": 3}
@@ -128,8 +132,9 @@ def test_non_finite_weights_stop_before_anything_is_written(tmp_path):
     writer = CB.RunWriter(RunDir(tmp_path), schedule, [])
     x, y = np.random.default_rng(0).normal(size=(8, 4)), np.arange(8) % 3
     with pytest.raises(CB.NonFinite, match="non-finite weights .* at the end of epoch 2"):
-        model.fit(x, y, batch_size=4, epochs=3, verbose=0,
-                  callbacks=[CB.FiniteGuard(), _PoisonAt(epoch=1), schedule, writer])
+        model.fit(
+            x, y, batch_size=4, epochs=3, verbose=0, callbacks=[CB.FiniteGuard(), _PoisonAt(epoch=1), schedule, writer]
+        )
     assert writer.finished == 1
     assert json.loads((tmp_path / "state.json").read_text())["epoch"] == 1
     assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "history.csv"))] == ["1"]

@@ -13,8 +13,16 @@ from alexnet_keras.cli import main
 
 # imagenette's classes (shared/data/imagenette/README.txt), typed here so no shared data is needed.
 IMAGENETTE_WNIDS = [
-    "n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
-    "n03394916", "n03417042", "n03425413", "n03445777", "n03888257",
+    "n01440764",
+    "n02102040",
+    "n02979186",
+    "n03000684",
+    "n03028079",
+    "n03394916",
+    "n03417042",
+    "n03425413",
+    "n03445777",
+    "n03888257",
 ]
 EXE = os.path.join(os.path.dirname(sys.executable), "alexnet-keras")
 
@@ -40,8 +48,24 @@ def assert_one_line_error(code, err, *needles):
 def test_compete_prints_the_2012_table(capsys):
     code, out, _ = run(["compete"], capsys)
     assert code == 0
-    for value in ("15.315", "16.422", "26.172", "26.602", "26.646", "26.952", "26.979", "27.058",
-                  "27.079", "27.302", "29.576", "33.419", "34.464", "36.184", "38.006", "41.048"):
+    for value in (
+        "15.315",
+        "16.422",
+        "26.172",
+        "26.602",
+        "26.646",
+        "26.952",
+        "26.979",
+        "27.058",
+        "27.079",
+        "27.302",
+        "29.576",
+        "33.419",
+        "34.464",
+        "36.184",
+        "38.006",
+        "41.048",
+    ):
         assert value in out
     assert re.search(r"^\s+16\s+LEAR-XRCE\s+41\.048", out, re.M)
     assert "10.857 points" in out
@@ -71,9 +95,14 @@ def test_compete_other_years(capsys):
 
 
 # [P] Table 2 and Table 1 / §6, typed by hand: (model, split as printed, top-1, top-5).
-PAPER_2012 = [("1 CNN", "validation", "40.7", "18.2"), ("5 CNNs", "validation", "38.1", "16.4"),
-              ("5 CNNs", "test", "-", "16.4"), ("1 CNN*", "validation", "39.0", "16.6"),
-              ("7 CNNs*", "validation", "36.7", "15.4"), ("7 CNNs*", "test", "-", "15.3")]
+PAPER_2012 = [
+    ("1 CNN", "validation", "40.7", "18.2"),
+    ("5 CNNs", "validation", "38.1", "16.4"),
+    ("5 CNNs", "test", "-", "16.4"),
+    ("1 CNN*", "validation", "39.0", "16.6"),
+    ("7 CNNs*", "validation", "36.7", "15.4"),
+    ("7 CNNs*", "test", "-", "15.3"),
+]
 PAPER_2010 = [("CNN", "test", "37.5", "17.0"), ("CNN (centre patch only)", "test", "39.0", "18.3")]
 
 
@@ -106,8 +135,15 @@ def test_compete_json_reference_rows(capsys):
     report = json.loads(out)
     assert code == 0 and len(report["entries"]) == 16
     refs = [(r["model"], r["split"], r["top1_error"], r["top5_error"]) for r in report["references"]]
-    assert refs == [(m, "val" if sp == "validation" else sp, None if t1 == "-" else pytest.approx(float(t1) / 100),
-                     pytest.approx(float(t5) / 100)) for m, sp, t1, t5 in PAPER_2012]
+    assert refs == [
+        (
+            m,
+            "val" if sp == "validation" else sp,
+            None if t1 == "-" else pytest.approx(float(t1) / 100),
+            pytest.approx(float(t5) / 100),
+        )
+        for m, sp, t1, t5 in PAPER_2012
+    ]
     assert not any("rank" in r for r in report["references"])
     assert report["winning_margin_relative"] == pytest.approx(0.414833, abs=1e-6)  # 10.857 / 26.172
     cost = report["paper_models_cost"]
@@ -192,8 +228,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert_one_line_error(*run(["compete", "--model", missing], capsys)[::2], "--data")
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"\x00" * 100)
-    assert_one_line_error(*run(["evaluate", "--model", str(corrupt), "--data", "synthetic"], capsys)[::2],
-                          "cannot load")
+    assert_one_line_error(
+        *run(["evaluate", "--model", str(corrupt), "--data", "synthetic"], capsys)[::2], "cannot load"
+    )
     assert_one_line_error(*run(["evaluate", "--data", "synthetic"], capsys)[::2], "--model")
     assert_one_line_error(*run(["compete", "--year", "2013"], capsys)[::2])
 
@@ -201,8 +238,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
 def test_console_script_has_no_traceback(tmp_path):
     if not os.path.exists(EXE):
         pytest.skip("console script not installed")
-    proc = subprocess.run([EXE, "compete", "--model", str(tmp_path / "nope.keras"), "--data", "synthetic"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [EXE, "compete", "--model", str(tmp_path / "nope.keras"), "--data", "synthetic"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     ours = [line for line in proc.stderr.splitlines() if line.startswith("alexnet-keras:")]
     assert ours == [f"alexnet-keras: error: model file not found: {tmp_path / 'nope.keras'}"]
@@ -236,8 +277,9 @@ def tiny_folder(tmp_path_factory):
 
 def test_compete_places_a_tiny_model(tiny_model, tiny_folder, tmp_path, capsys):
     png = tmp_path / "placed.png"
-    code, out, err = run(["compete", "--model", str(tiny_model), "--data", str(tiny_folder), "--json",
-                          "--plot", str(png)], capsys)
+    code, out, err = run(
+        ["compete", "--model", str(tiny_model), "--data", str(tiny_folder), "--json", "--plot", str(png)], capsys
+    )
     assert code == 0, err
     you = json.loads(out)["you"]
     assert you["images"] == 30 and you["classes"] == 10 and you["model_classes"] == 10
@@ -251,8 +293,9 @@ def test_compete_places_a_tiny_model(tiny_model, tiny_folder, tmp_path, capsys):
 
 
 def test_compete_text_with_ten_crops(tiny_model, tiny_folder, capsys):
-    code, out, err = run(["compete", "--model", str(tiny_model), "--data", str(tiny_folder), "--ten-crop",
-                          "--name", "tiny"], capsys)
+    code, out, err = run(
+        ["compete", "--model", str(tiny_model), "--data", str(tiny_folder), "--ten-crop", "--name", "tiny"], capsys
+    )
     assert code == 0, err
     assert "ten crops" in out and "95% CI" in out and "non-finite outputs: 0 of 30 images" in out
     table, section = out.split("not comparable (not ranked", 1)
@@ -262,8 +305,9 @@ def test_compete_text_with_ten_crops(tiny_model, tiny_folder, capsys):
 
 
 def test_evaluate_on_imagenette_val_only(tiny_model, imagenette, capsys):
-    code, out, err = run(["evaluate", "--model", str(tiny_model), "--data", str(imagenette),
-                          "--only-imagenet-val", "--json"], capsys)
+    code, out, err = run(
+        ["evaluate", "--model", str(tiny_model), "--data", str(imagenette), "--only-imagenet-val", "--json"], capsys
+    )
     assert code == 0, err
     score = json.loads(out)
     n = sum(1 for p in (imagenette / "val").glob("*/ILSVRC2012_val_*"))

@@ -33,17 +33,36 @@ def test_schedules():
 @pytest.mark.parametrize(
     "field, value, fragment",
     [
-        ("seed", -1, "seed"), ("seed", 2**32, "seed"), ("batch_size", 0, "batch_size"), ("batch_size", True, "batch_size"),
-        ("batch_size", 8.0, "expected an integer"), ("epochs", 0, "epochs"), ("epochs", -3, "epochs"),
-        ("steps_per_execution", 0, "steps_per_execution"), ("classes", 1, "classes"),
-        ("variant", "bogus", "choose from 2012, owt"), ("init", "bogus", "init"), ("dropout", "bogus", "dropout"),
-        ("tower_impl", "bogus", "tower_impl"), ("strategy", "tpu", "strategy"), ("dropout_rate", 1.5, "dropout_rate"),
-        ("dropout_rate", 1.0, "dropout_rate"), ("momentum", float("nan"), "momentum"), ("lr", 0.0, "lr"),
-        ("lr", float("inf"), "lr"), ("weight_decay", -1e-4, "weight_decay"), ("simulate_gtx580", "yes", "true or false"),
-        ("data", "", "data"), ("run_dir", 5, "run_dir"), ("lr_schedule", "step:0", "lr-schedule"),
-        ("lr_schedule", "cc146", "cc145"), ("fidelity", "cuda", "choose from paper, cuda-convnet"),
-        ("lrn_convention", "torch", "lrn_convention"), ("conv1_order", "relu", "conv1_order"),
-        ("spatial_norm2", "yes", "spatial_norm2"), ("mean", "images", "choose from pixel, image"),
+        ("seed", -1, "seed"),
+        ("seed", 2**32, "seed"),
+        ("batch_size", 0, "batch_size"),
+        ("batch_size", True, "batch_size"),
+        ("batch_size", 8.0, "expected an integer"),
+        ("epochs", 0, "epochs"),
+        ("epochs", -3, "epochs"),
+        ("steps_per_execution", 0, "steps_per_execution"),
+        ("classes", 1, "classes"),
+        ("variant", "bogus", "choose from 2012, owt"),
+        ("init", "bogus", "init"),
+        ("dropout", "bogus", "dropout"),
+        ("tower_impl", "bogus", "tower_impl"),
+        ("strategy", "tpu", "strategy"),
+        ("dropout_rate", 1.5, "dropout_rate"),
+        ("dropout_rate", 1.0, "dropout_rate"),
+        ("momentum", float("nan"), "momentum"),
+        ("lr", 0.0, "lr"),
+        ("lr", float("inf"), "lr"),
+        ("weight_decay", -1e-4, "weight_decay"),
+        ("simulate_gtx580", "yes", "true or false"),
+        ("data", "", "data"),
+        ("run_dir", 5, "run_dir"),
+        ("lr_schedule", "step:0", "lr-schedule"),
+        ("lr_schedule", "cc146", "cc145"),
+        ("fidelity", "cuda", "choose from paper, cuda-convnet"),
+        ("lrn_convention", "torch", "lrn_convention"),
+        ("conv1_order", "relu", "conv1_order"),
+        ("spatial_norm2", "yes", "spatial_norm2"),
+        ("mean", "images", "choose from pixel, image"),
     ],
 )
 def test_validate_names_the_bad_field(field, value, fragment):
@@ -62,14 +81,30 @@ def test_the_owt_net_takes_no_cuda_convnet_network_options():
 
 def test_validate_accepts_the_defaults_and_the_edges():
     assert TrainConfig().validate() == TrainConfig()
-    TrainConfig(seed=2**32 - 1, dropout_rate=0.0, momentum=0.0, weight_decay=0.0, lr=1, init="caffe",
-                dropout="inverted", variant="owt", tower_impl="grouped", lr_schedule="step:2,1").validate()
+    TrainConfig(
+        seed=2**32 - 1,
+        dropout_rate=0.0,
+        momentum=0.0,
+        weight_decay=0.0,
+        lr=1,
+        init="caffe",
+        dropout="inverted",
+        variant="owt",
+        tower_impl="grouped",
+        lr_schedule="step:2,1",
+    ).validate()
 
 
 @pytest.mark.parametrize(
     "content, fragment",
-    [(b"[1, 2]", "holds an array"), (b"null", "holds null"), (b'{"config": [1]}', "holds an array"),
-     (b'"x"', "holds a string"), (b'{"lr": "\xff"}', "not UTF-8"), (b"{", "not valid JSON")],
+    [
+        (b"[1, 2]", "holds an array"),
+        (b"null", "holds null"),
+        (b'{"config": [1]}', "holds an array"),
+        (b'"x"', "holds a string"),
+        (b'{"lr": "\xff"}', "not UTF-8"),
+        (b"{", "not valid JSON"),
+    ],
 )
 def test_config_files_that_are_not_objects(tmp_path, content, fragment):
     path = tmp_path / "c.json"

@@ -81,9 +81,14 @@ def fake_state_dict(classes=10, side=6):
     """A torchvision-shaped state dict of random numbers (no torch needed)."""
     rng = np.random.default_rng(0)
     shapes = {
-        "features.0": (64, 3, 11, 11), "features.3": (192, 64, 5, 5), "features.6": (384, 192, 3, 3),
-        "features.8": (256, 384, 3, 3), "features.10": (256, 256, 3, 3),
-        "classifier.1": (4096, 256 * side * side), "classifier.4": (4096, 4096), "classifier.6": (classes, 4096),
+        "features.0": (64, 3, 11, 11),
+        "features.3": (192, 64, 5, 5),
+        "features.6": (384, 192, 3, 3),
+        "features.8": (256, 384, 3, 3),
+        "features.10": (256, 256, 3, 3),
+        "classifier.1": (4096, 256 * side * side),
+        "classifier.4": (4096, 4096),
+        "classifier.6": (classes, 4096),
     }
     state = {}
     for prefix, shape in shapes.items():
@@ -178,8 +183,12 @@ def test_parity_jax_without_torch(torch_case, converted, tmp_path):
     _, x, ref = torch_case
     np.save(tmp_path / "x.npy", nhwc(x))
     env = dict(os.environ, KERAS_BACKEND="jax")
-    args = [str(converted / "owt.npz"), str(converted / "owt.keras"), str(tmp_path / "x.npy"),
-            str(tmp_path / "out.npz")]
+    args = [
+        str(converted / "owt.npz"),
+        str(converted / "owt.keras"),
+        str(tmp_path / "x.npy"),
+        str(tmp_path / "out.npz"),
+    ]
     result = subprocess.run(
         [sys.executable, "-c", JAX_SCRIPT, *args], env=env, capture_output=True, text=True, timeout=600
     )
@@ -206,8 +215,11 @@ def test_paper_dropout_is_rescaled(torch_case, tmp_path):
     path, x, ref = torch_case
     inverted = AlexNet("owt", weights=path, classifier_activation=None)
     paper = AlexNet("owt", dropout="paper", weights=path, classifier_activation=None)
-    kernel = {(m.dropout, name): np.asarray(m.get_layer(name).kernel)
-              for m in (inverted, paper) for name in ("fc6", "fc7", "fc8")}
+    kernel = {
+        (m.dropout, name): np.asarray(m.get_layer(name).kernel)
+        for m in (inverted, paper)
+        for name in ("fc6", "fc7", "fc8")
+    }
     assert np.array_equal(kernel["paper", "fc6"], 2 * kernel["inverted", "fc6"])  # exact: x2 is exact in fp32
     assert np.array_equal(kernel["paper", "fc7"], 2 * kernel["inverted", "fc7"])
     assert np.array_equal(kernel["paper", "fc8"], kernel["inverted", "fc8"])
@@ -318,7 +330,7 @@ def test_both_torch_save_formats_still_load(tmp_path):
         np.testing.assert_array_equal(loaded["classifier.6.weight"], state["classifier.6.weight"].numpy())
 
 
-@pytest.mark.parametrize("content", [b"hello world\n", b"# my notes\nlearning rate 0.01\n", b"", b"{\"a\": 1}"])
+@pytest.mark.parametrize("content", [b"hello world\n", b"# my notes\nlearning rate 0.01\n", b"", b'{"a": 1}'])
 def test_a_text_pth_is_not_a_checkpoint_not_code(tmp_path, content):
     path = tmp_path / "notes.pth"
     path.write_bytes(content)
@@ -360,20 +372,35 @@ CONV1 = {"conv1/kernel": np.zeros((1, 1, 1, 1), np.float32), "conv1/bias": np.ze
         ({"meta/variant": [["owt"]], **CONV1}, r"meta/variant must be one of 2012, owt, got \[\['owt'\]\]"),
         ({"meta/variant": 2012, **CONV1}, "meta/variant must be one of"),
         ({"meta/variant": "owt", "meta/dropout": "paper", **CONV1}, "no meta/dropout_rate"),
-        ({"meta/variant": "owt", "meta/dropout": "paper", "meta/dropout_rate": "x", **CONV1},
-         "meta/dropout_rate must be one number in"),
-        ({"meta/variant": "owt", "meta/dropout": "paper", "meta/dropout_rate": 1.5, **CONV1},
-         "meta/dropout_rate must be one number in"),
+        (
+            {"meta/variant": "owt", "meta/dropout": "paper", "meta/dropout_rate": "x", **CONV1},
+            "meta/dropout_rate must be one number in",
+        ),
+        (
+            {"meta/variant": "owt", "meta/dropout": "paper", "meta/dropout_rate": 1.5, **CONV1},
+            "meta/dropout_rate must be one number in",
+        ),
         ({"meta/variant": "owt", "meta/dropout_rate": 0.5, **CONV1}, "meta/dropout_rate without meta/dropout"),
-        ({"meta/variant": "owt", "meta/dropout": "bogus", "meta/dropout_rate": 0.5, **CONV1},
-         "meta/dropout must be one of paper, inverted"),
+        (
+            {"meta/variant": "owt", "meta/dropout": "bogus", "meta/dropout_rate": 0.5, **CONV1},
+            "meta/dropout must be one of paper, inverted",
+        ),
         ({"meta/variant": "owt", "meta/class_wnids": [1, 2], **CONV1}, "meta/class_wnids must be a list of strings"),
-        ({"meta/variant": "owt", "meta/class_wnids": ["n01440764"], "fc8/kernel": np.zeros((4096, 3)),
-          "fc8/bias": np.zeros(3)}, "does not describe an AlexNet this package builds: 1 class_wnids given for 3"),
+        (
+            {
+                "meta/variant": "owt",
+                "meta/class_wnids": ["n01440764"],
+                "fc8/kernel": np.zeros((4096, 3)),
+                "fc8/bias": np.zeros(3),
+            },
+            "does not describe an AlexNet this package builds: 1 class_wnids given for 3",
+        ),
         ({"meta/variant": "owt", "fc8/kernel": np.zeros((4096, 0)), "fc8/bias": np.zeros(0)}, "0 classes"),
         ({"meta/variant": "owt", "meta/colour": "red", **CONV1}, "unknown metadata meta/colour"),
-        ({"meta/variant": "owt", "conv1/kernel": np.full(1, np.nan), "conv1/bias": np.zeros(1)},
-         r"non-finite weights \(NaN or inf\) in conv1/kernel"),
+        (
+            {"meta/variant": "owt", "conv1/kernel": np.full(1, np.nan), "conv1/bias": np.zeros(1)},
+            r"non-finite weights \(NaN or inf\) in conv1/kernel",
+        ),
     ],
 )
 def test_npz_metadata_is_checked(tmp_path, entries, message):
@@ -415,8 +442,12 @@ def test_convert_refuses_foreign_and_nan_keras_and_folders(tmp_path):
         presets.load_model(tmp_path / "folder.keras")
     with pytest.raises(UserError, match="is a directory"):
         presets.convert(tmp_path / "vector.keras", tmp_path / "folder.keras")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.keras", "folder.keras", "text.keras",
-                                                          "vector.keras"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "diverged.keras",
+        "folder.keras",
+        "text.keras",
+        "vector.keras",
+    ]
 
 
 def test_convert_leaves_no_temporary_files(converted):

@@ -110,9 +110,7 @@ def test_center_crop_offsets():
 
 def test_pca_color_noise_matches_hand_computation():
     alphas = [0.1, -0.2, 0.05]
-    offset = [
-        255 * sum(FACTS_EIGVEC[row][j] * alphas[j] * FACTS_EIGVAL[j] for j in range(3)) for row in range(3)
-    ]
+    offset = [255 * sum(FACTS_EIGVEC[row][j] * alphas[j] * FACTS_EIGVAL[j] for j in range(3)) for row in range(3)]
     image = noise((4, 5, 3)).astype(np.float32)
     out = data.pca_color_noise(image, alphas).numpy()
     np.testing.assert_allclose(out, image + np.array(offset), atol=1e-3)
@@ -432,8 +430,9 @@ def test_tfds_mock_mean_image_is_the_mean_of_the_train_split(tmp_path):
 
     raw = get_spec("paper") | {"mean": [0.0, 0.0, 0.0]}
     with tfds.testing.mock_data(num_examples=5):
-        ds, _ = data.eval_dataset("tfds:imagenet2012", batch_size=5, split="train", crop=False, spec=raw,
-                                  tfds_data_dir=tmp_path)
+        ds, _ = data.eval_dataset(
+            "tfds:imagenet2012", batch_size=5, split="train", crop=False, spec=raw, tfds_data_dir=tmp_path
+        )
         squares = first(ds)[0].astype(np.float64)
         mean = data.compute_mean_image("tfds:imagenet2012", batch_size=2, tfds_data_dir=tmp_path)
     np.testing.assert_allclose(mean, squares.mean(axis=0), rtol=0, atol=1e-4)
@@ -494,7 +493,9 @@ def test_tfds_prepare_never_waits_on_a_slow_network(tmp_path):
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", SLOW_DNS, str(tmp_path / "tfds"), str(tmp_path / "manual")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert time.perf_counter() - start < 30, result.stderr[-2000:]
     assert "'mnist' is not prepared" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
@@ -504,8 +505,11 @@ def test_tfds_prepare_never_waits_on_a_slow_network(tmp_path):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("imagenet2012_subset/bogus", r"'imagenet2012_subset' has no config in 'imagenet2012_subset/bogus'; "
-                                      r"valid configs: 1pct, 10pct$"),
+        (
+            "imagenet2012_subset/bogus",
+            r"'imagenet2012_subset' has no config in 'imagenet2012_subset/bogus'; "
+            r"valid configs: 1pct, 10pct$",
+        ),
         ("mnist/bogus", r"'mnist' has no configs: use tfds:mnist instead of tfds:mnist/bogus$"),
         ("mnist:9.9.9", r"'mnist:9.9.9': .*only: 3.0.1"),
     ],

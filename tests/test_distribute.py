@@ -133,8 +133,10 @@ def test_loads_without_tensorflow_on_other_backends():
     """GPU machines may have JAX and no TensorFlow: the module and is_chief must still load."""
     import os
 
-    code = ("import sys; from alexnet_keras.training import distribute; "
-            "assert distribute.is_chief({}) and 'tensorflow' not in sys.modules")
+    code = (
+        "import sys; from alexnet_keras.training import distribute; "
+        "assert distribute.is_chief({}) and 'tensorflow' not in sys.modules"
+    )
     env = dict(os.environ, KERAS_BACKEND="jax")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]

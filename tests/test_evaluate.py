@@ -17,8 +17,14 @@ class FakeModel:
         self.table = np.asarray(table, dtype=np.float64)
         self.classifier_activation = activation
         self.class_wnids = wnids
-        self.preprocessing = spec or {"name": "paper", "input_size": 4, "resize": 6, "scale": 1.0,
-                                      "mean": [0, 0, 0], "std": [1, 1, 1]}
+        self.preprocessing = spec or {
+            "name": "paper",
+            "input_size": 4,
+            "resize": 6,
+            "scale": 1.0,
+            "mean": [0, 0, 0],
+            "std": [1, 1, 1],
+        }
         self.name = name
         self.output_shape = (None, self.table.shape[1])
         self.input_shape = (None, 4, 4, 3)
@@ -321,8 +327,18 @@ def test_empty_data_and_wrong_size_are_user_errors():
 
 def test_ensemble_needs_one_spec():
     a = FakeModel(np.eye(3), name="a")
-    b = FakeModel(np.eye(3), name="b", spec={"name": "torchvision", "input_size": 224, "resize": 256,
-                                             "scale": 1 / 255, "mean": [0.4] * 3, "std": [0.2] * 3})
+    b = FakeModel(
+        np.eye(3),
+        name="b",
+        spec={
+            "name": "torchvision",
+            "input_size": 224,
+            "resize": 256,
+            "scale": 1 / 255,
+            "mean": [0.4] * 3,
+            "std": [0.2] * 3,
+        },
+    )
     with pytest.raises(UserError, match="one preprocessing"):
         ev.check_ensemble([a, b])
     with pytest.raises(UserError, match="same classes"):

@@ -170,13 +170,18 @@ def test_paper_tables_match_facts():
             assert r["top5_error"] == pytest.approx(test5)
     t1 = {r["model"]: (r["top1_error"], r["top5_error"]) for r in paper.tables() if r["table"] == 1}
     assert t1["CNN"] == pytest.approx(
-        tuple(v / 100 for v in map(float, re.search(r"test set \[P Table 1\]: ([\d.]+)% top-1 and ([\d.]+)%", facts).groups()))
+        tuple(
+            v / 100
+            for v in map(float, re.search(r"test set \[P Table 1\]: ([\d.]+)% top-1 and ([\d.]+)%", facts).groups())
+        )
     )
     assert t1["CNN (centre patch only)"] == pytest.approx(
         tuple(v / 100 for v in map(float, re.search(r"averaging: ([\d.]+)% and ([\d.]+)%", facts).groups()))
     )
     assert t1["best ILSVRC-2010 entry"] == pytest.approx(
-        tuple(v / 100 for v in map(float, re.search(r"best ILSVRC-2010 entry: ([\d.]+)% and ([\d.]+)%", facts).groups()))
+        tuple(
+            v / 100 for v in map(float, re.search(r"best ILSVRC-2010 entry: ([\d.]+)% and ([\d.]+)%", facts).groups())
+        )
     )
 
 

@@ -77,8 +77,11 @@ KILL_POINTS = [
 
 
 def _kill_when(run, path, delay):
-    proc = subprocess.Popen([*CLI, "train", "--epochs", "2", *STEPS, "--run-dir", str(run), *TINY],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, "train", "--epochs", "2", *STEPS, "--run-dir", str(run), *TINY],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 600
     while proc.poll() is None and time.time() < deadline and not (run / path).exists():
         time.sleep(0.01)
@@ -97,8 +100,14 @@ def test_kill_9_around_epoch_boundaries_then_resume(tmp_path, reference):
         tries += killed
         partial = sorted(str(p.relative_to(run)) for p in run.rglob("*.tmp*"))
         result = cli("train", "--resume", "--run-dir", str(run))
-        note = next((line for line in result.stdout.splitlines()
-                     if "resum" in line or "starting" in line or "nothing to train" in line), "")
+        note = next(
+            (
+                line
+                for line in result.stdout.splitlines()
+                if "resum" in line or "starting" in line or "nothing to train" in line
+            ),
+            "",
+        )
         notes.append(f"kill at {path}+{delay}s ({'killed' if killed else 'had ended'}; partial {partial}): {note}")
         assert result.returncode == 0, notes[-1] + "\n" + result.stderr[-3000:]
         resumed += 1
@@ -184,8 +193,9 @@ def test_divergence_after_a_finished_epoch_keeps_that_epoch(tmp_path, reference)
             self.epoch = epoch
 
     run = tmp_path / "R"
-    config = TrainConfig(epochs=2, steps_per_epoch=2, batch_size=8, synthetic_classes=10, synthetic_val_examples=16,
-                         run_dir=str(run))
+    config = TrainConfig(
+        epochs=2, steps_per_epoch=2, batch_size=8, synthetic_classes=10, synthetic_val_examples=16, run_dir=str(run)
+    )
     with pytest.raises(TrainingStopped, match="non-finite weights .* at the end of epoch 2.*after epoch 1 is kept"):
         train(config, verbose=0, callbacks=[PoisonEpoch2()])
     assert json.loads((run / "summary.json").read_text())["stopped"].startswith("non-finite weights")
@@ -203,15 +213,20 @@ def test_divergence_after_a_finished_epoch_keeps_that_epoch(tmp_path, reference)
 
 def _mount(target, options):
     target.mkdir(exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True).returncode
+        == 0
+    )
 
 
 def test_full_disk_and_read_only_run_directory(tmp_path, reference):
     """On a real small tmpfs: ENOSPC mid-epoch 2, then the folder made read-only, then room again."""
     mnt = tmp_path / "mnt"
     if not _mount(mnt, "size=1500m"):
-        pytest.skip("cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN); the bad-input table covers "
-                    "ENOSPC and EROFS with a patched writer")
+        pytest.skip(
+            "cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN); the bad-input table covers "
+            "ENOSPC and EROFS with a patched writer"
+        )
     try:
         run = mnt / "R"
         # Epoch 1 writes last.keras, best.keras and a backup (3 x 455 MB); epoch 2's last.keras no longer fits.

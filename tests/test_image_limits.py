@@ -187,7 +187,9 @@ def test_folder_skips_and_counts_strips_and_bombs(tmp_path, private_cache):
     write(root / "train/a/strip.png", strip(2000, 1))
     write(root / "train/b/bomb.png", png_bomb(20000, 20000))
     write(root / "val/a/bomb.jpg", jpeg_bomb(13000, 13000))
-    with pytest.warns(UserWarning, match=r"3 beyond the image limits.*strip\.png 2000x1.*bomb\.png 20000x20000.*bomb\.jpg 13000x13000"):
+    with pytest.warns(
+        UserWarning, match=r"3 beyond the image limits.*strip\.png 2000x1.*bomb\.png 20000x20000.*bomb\.jpg 13000x13000"
+    ):
         train, val, info = data.load(root, batch_size=2)
     assert info.skip_reasons == {data.SKIP_LIMITS: 3} and info.skipped == 3
     assert (info.train_examples, info.val_examples) == (6, 2)
@@ -221,7 +223,11 @@ def peak_of(argv, env=None, cwd=None, timeout=900):
     with tempfile.TemporaryDirectory() as tmp:
         record = os.path.join(tmp, "maxrss")
         result = subprocess.run(
-            [sys.executable, "-c", _MEASURE, record, *argv], capture_output=True, text=True, env=env, cwd=cwd,
+            [sys.executable, "-c", _MEASURE, record, *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=cwd,
             timeout=timeout,
         )
         with open(record) as f:
@@ -281,8 +287,22 @@ def test_predict_strip_and_bomb_one_line_under_3gb(tmp_path, owt_npz, name, cont
 
 
 def _train(data_dir, run_dir, env):
-    argv = [*CLI, "train", "--data", str(data_dir), "--run-dir", str(run_dir), "--variant", "owt",
-            "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2"]
+    argv = [
+        *CLI,
+        "train",
+        "--data",
+        str(data_dir),
+        "--run-dir",
+        str(run_dir),
+        "--variant",
+        "owt",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+    ]
     return peak_of(argv, env=env)
 
 

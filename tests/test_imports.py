@@ -32,7 +32,9 @@ def module_name(path, sources=SOURCES):
 
 
 def import_nodes(path):
-    return [n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return [
+        n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, (ast.Import, ast.ImportFrom))
+    ]
 
 
 def resolve(node, name, is_package):
@@ -64,7 +66,10 @@ def source_files():
 def graph(files=None, sources=SOURCES):
     """`{module: {internal modules it imports}}`."""
     names = {module_name(p, sources): p for p in (files or source_files())}
-    return {name: {t for t in imports_of(path, name) if t in names and not _is_ancestor(t, name)} for name, path in names.items()}
+    return {
+        name: {t for t in imports_of(path, name) if t in names and not _is_ancestor(t, name)}
+        for name, path in names.items()
+    }
 
 
 def _is_ancestor(target, name):
@@ -161,7 +166,11 @@ def test_nothing_imports_names_from_the_root_init():
     for path in source_files():
         name = module_name(path)
         for node in import_nodes(path):
-            if isinstance(node, ast.ImportFrom) and node.level and resolve(node, name, path.name == "__init__.py") == ROOT:
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level
+                and resolve(node, name, path.name == "__init__.py") == ROOT
+            ):
                 bad = [a.name for a in node.names if f"{ROOT}.{a.name}" not in modules]
                 offenders += [f"{path.relative_to(REPO)}:{node.lineno} {b}" for b in bad]
     assert not offenders, offenders

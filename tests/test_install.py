@@ -15,9 +15,21 @@ SOURCES = {REPO / "alexnet_keras": "alexnet_keras", REPO / "simulations": "alexn
 
 def pip_install_target(target):
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
-         "--target", str(target), str(REPO)],
-        check=True, capture_output=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--target",
+            str(target),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
 
 
@@ -53,8 +65,9 @@ def test_pyproject_lists_every_package():
         for sub in [folder, *folder.rglob("*")]:
             if sub.is_dir() and "__pycache__" not in sub.parts and any(f.is_file() for f in sub.iterdir()):
                 in_tree.add(".".join((prefix, *sub.relative_to(folder).parts)))
-    assert listed == in_tree, f"add to [tool.setuptools] packages: {sorted(in_tree - listed)}; " \
-                              f"remove: {sorted(listed - in_tree)}"
+    assert listed == in_tree, (
+        f"add to [tool.setuptools] packages: {sorted(in_tree - listed)}; remove: {sorted(listed - in_tree)}"
+    )
 
 
 @pytest.mark.slow
@@ -68,20 +81,26 @@ def test_checkout_runs_after_a_plain_install(tmp_path):
     """
     target = tmp_path / "site"
     pip_install_target(target)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), *site.getsitepackages()]),
-               TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), *site.getsitepackages()]), TF_CPP_MIN_LOG_LEVEL="3")
     code = (
         "import sys, alexnet_keras, alexnet_keras.simulations.memory as m; "
         "assert not any('editable' in repr(f).lower() for f in sys.meta_path), sys.meta_path; "
         "print(alexnet_keras.__file__); print(m.__file__)"
     )
-    result = subprocess.run([sys.executable, "-S", "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     package, memory = (pathlib.Path(line) for line in result.stdout.split())
     assert package == REPO / "alexnet_keras" / "__init__.py"  # the checkout shadows the install, as for users
     assert memory == REPO / "simulations" / "memory.py"
-    result = subprocess.run([sys.executable, "-S", "-m", "benchmarks.cpu", "--help"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "benchmarks.cpu", "--help"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "usage: python -m benchmarks.cpu" in result.stdout

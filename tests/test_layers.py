@@ -54,9 +54,9 @@ def test_lrn_groups_normalise_each_tower_alone():
 def test_lrn_matches_torch():
     torch = require_torch()
     x = np.random.default_rng(3).normal(size=(3, 9, 9, 64)).astype("float32") * 40.0
-    ref = torch.nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)(
-        torch.from_numpy(x).permute(0, 3, 1, 2)
-    ).permute(0, 2, 3, 1)
+    ref = torch.nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(
+        0, 2, 3, 1
+    )
     np.testing.assert_allclose(LocalResponseNormalization(**PAPER)(x), ref.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -111,8 +111,14 @@ def test_inverted_dropout_matches_keras_semantics():
 @pytest.mark.parametrize("mode, test_gain", [("paper", 0.6), ("inverted", 1.0)])
 def test_dropout_layer_checks(mode, test_gain):
     x = np.random.default_rng(9).normal(size=(3, 10)).astype("float32")
-    run_layer_test(AlexNetDropout, {"rate": 0.4, "mode": mode, "seed": 3}, x, (3, 10),
-                   expected_output=x * np.float32(test_gain), atol=0)
+    run_layer_test(
+        AlexNetDropout,
+        {"rate": 0.4, "mode": mode, "seed": 3},
+        x,
+        (3, 10),
+        expected_output=x * np.float32(test_gain),
+        atol=0,
+    )
     trained = np.asarray(AlexNetDropout(0.4, mode=mode, seed=3)(x, training=True))
     kept = trained != 0
     scale = 1.0 if mode == "paper" else 1 / 0.6
@@ -136,10 +142,7 @@ def test_grouped_conv_matches_tf_grouped_conv(implementation):
     out = layer(x)
     kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
     # Reference: each tower convolved on its own, by hand with tf.nn.conv2d.
-    towers = [
-        tf.nn.conv2d(x[..., 4 * g : 4 * g + 4], kernel[..., 3 * g : 3 * g + 3], 1, "SAME")
-        for g in range(2)
-    ]
+    towers = [tf.nn.conv2d(x[..., 4 * g : 4 * g + 4], kernel[..., 3 * g : 3 * g + 3], 1, "SAME") for g in range(2)]
     np.testing.assert_allclose(out, tf.concat(towers, -1) + bias, rtol=1e-5, atol=1e-5)
 
 
@@ -277,8 +280,15 @@ def _towers_by_hand(x, kernel, bias, groups, strides, padding):
 @pytest.mark.parametrize("strides, padding, out_side", [(1, "same", 9), (2, "valid", 4)])
 def test_grouped_conv_layer_checks(implementation, strides, padding, out_side):
     x = np.random.default_rng(10).normal(size=(2, 9, 9, 8)).astype("float32")
-    kwargs = dict(filters=6, kernel_size=3, groups=2, strides=strides, padding=padding, implementation=implementation,
-                  bias_initializer="glorot_uniform")  # a non-zero bias, so the expected output checks it
+    kwargs = dict(
+        filters=6,
+        kernel_size=3,
+        groups=2,
+        strides=strides,
+        padding=padding,
+        implementation=implementation,
+        bias_initializer="glorot_uniform",
+    )  # a non-zero bias, so the expected output checks it
     layer = GroupedConv2D(**kwargs)
     layer.build(x.shape)
     expected = _towers_by_hand(x, layer.kernel.numpy(), layer.bias.numpy(), 2, strides, padding)
@@ -293,8 +303,9 @@ def test_grouped_conv_is_a_conv2d_with_its_options():
     out = layer(x)
     assert isinstance(layer, keras.layers.Conv2D) and layer.bias is None and len(layer.weights) == 1
     assert out.shape == (2, 3, 3, 4) and float(np.min(out)) >= 0.0
-    np.testing.assert_allclose(out, np.maximum(_towers_by_hand(x, layer.kernel.numpy(), 0.0, 2, 2, "valid"), 0),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        out, np.maximum(_towers_by_hand(x, layer.kernel.numpy(), 0.0, 2, 2, "valid"), 0), rtol=1e-5, atol=1e-5
+    )
     assert len(layer.losses) == 1 and float(layer.losses[0]) > 0  # the regulariser is Conv2D's
     with pytest.raises(ValueError, match="implementation"):
         GroupedConv2D(4, 3, implementation="fused")
@@ -318,8 +329,13 @@ assert out.shape == (2, 6, 9, 9), out.shape
 np.testing.assert_allclose(out, grouped(x), rtol=1e-5, atol=1e-5)
 print("ok")
 """
-    result = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, KERAS_BACKEND="jax"),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(os.environ, KERAS_BACKEND="jax"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
@@ -331,12 +347,27 @@ def _old_saved_model(tmp_path):
     model = keras.Model(inputs, GroupedConv2D(4, 3, activation="relu", name="towers")(inputs))
     model.save(tmp_path / "new.keras")
     old_config = {
-        "name": "towers", "trainable": True, "dtype": "float32", "filters": 4, "kernel_size": [3, 3], "groups": 2,
-        "padding": "same", "activation": "relu", "implementation": "split",
-        "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform",
-                               "config": {"seed": None}, "registered_name": None},
-        "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros", "config": {},
-                             "registered_name": None},
+        "name": "towers",
+        "trainable": True,
+        "dtype": "float32",
+        "filters": 4,
+        "kernel_size": [3, 3],
+        "groups": 2,
+        "padding": "same",
+        "activation": "relu",
+        "implementation": "split",
+        "kernel_initializer": {
+            "module": "keras.initializers",
+            "class_name": "GlorotUniform",
+            "config": {"seed": None},
+            "registered_name": None,
+        },
+        "bias_initializer": {
+            "module": "keras.initializers",
+            "class_name": "Zeros",
+            "config": {},
+            "registered_name": None,
+        },
     }
     with zipfile.ZipFile(tmp_path / "new.keras") as src, zipfile.ZipFile(tmp_path / "old.keras", "w") as dst:
         for item in src.infolist():

@@ -89,13 +89,29 @@ def test_simulated_gtx580_run_writes_the_run_directory(tmp_path):
     result = cli("train", "--simulate-gtx580", "--epochs", "1", "--steps-per-epoch", "2", "--run-dir", str(run), *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 replica" in result.stdout and "2x GTX 580" in result.stdout and "synthetic" in result.stdout
-    for path in ["config.json", "history.csv", "tensorboard", "checkpoints/last.keras", "checkpoints/best.keras",
-                 "checkpoints/last.json", "backup/epoch-0001.weights.h5", "backup/epoch-0001.json", "state.json",
-                 "summary.json"]:
+    for path in [
+        "config.json",
+        "history.csv",
+        "tensorboard",
+        "checkpoints/last.keras",
+        "checkpoints/best.keras",
+        "checkpoints/last.json",
+        "backup/epoch-0001.weights.h5",
+        "backup/epoch-0001.json",
+        "state.json",
+        "summary.json",
+    ]:
         assert (run / path).exists(), path
     summary = json.loads((run / "summary.json").read_text())
-    for key in ["replicas", "epochs_completed", "images_per_second", "val_top1_error", "val_top5_error",
-                "gtx580_equivalent_seconds", "data"]:
+    for key in [
+        "replicas",
+        "epochs_completed",
+        "images_per_second",
+        "val_top1_error",
+        "val_top5_error",
+        "gtx580_equivalent_seconds",
+        "data",
+    ]:
         assert summary[key] is not None, key
     assert summary["replicas"] == 2 and "synthetic" in summary["data"]
     versions = json.loads((run / "config.json").read_text())["versions"]
@@ -141,8 +157,9 @@ def _batches_seen(epochs_done, epochs, steps):
 
     from alexnet_keras import data
 
-    train_ds, _, info = data.load("synthetic", batch_size=4, seed=3, synthetic_classes=10,
-                                  synthetic_train_examples=16, validation=False)
+    train_ds, _, info = data.load(
+        "synthetic", batch_size=4, seed=3, synthetic_classes=10, synthetic_train_examples=16, validation=False
+    )
     seen = []
 
     class Spy(keras.Model):
@@ -157,8 +174,15 @@ def _batches_seen(epochs_done, epochs, steps):
     marks = []
     mark = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: marks.append(len(seen)))
     stream = training_stream(train_ds, epochs_done, steps, info.steps_per_epoch)
-    spy.fit(stream, initial_epoch=epochs_done, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[mark],
-            shuffle=False)
+    spy.fit(
+        stream,
+        initial_epoch=epochs_done,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        verbose=0,
+        callbacks=[mark],
+        shuffle=False,
+    )
     return [seen[a:b] for a, b in zip(marks, marks[1:] + [len(seen)], strict=True)]
 
 
@@ -175,9 +199,20 @@ def test_resumed_epoch_sees_the_uninterrupted_batches(steps):
 
 def test_a_batch_refused_by_the_memory_plan_leaves_no_run_directory(tmp_path):
     run = tmp_path / "R"
-    result = cli("train", "--simulate-gtx580", "--batch-size", "2048", "--run-dir", str(run),
-                 "--set", "synthetic_classes=10", "--set", "synthetic_train_examples=2048",
-                 "--set", "synthetic_val_examples=8")
+    result = cli(
+        "train",
+        "--simulate-gtx580",
+        "--batch-size",
+        "2048",
+        "--run-dir",
+        str(run),
+        "--set",
+        "synthetic_classes=10",
+        "--set",
+        "synthetic_train_examples=2048",
+        "--set",
+        "synthetic_val_examples=8",
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "does not fit" in result.stderr or "GiB" in result.stderr, result.stderr[-2000:]
     assert not run.exists()
@@ -203,9 +238,27 @@ def test_cuda_convnet_fidelity_and_mean_image_reach_the_saved_model(tmp_path, ca
     from alexnet_keras.data.synthetic import synthetic_square
 
     run = tmp_path / "R"
-    code, out, err = _main(["train", "--run-dir", str(run), "--fidelity", "cuda-convnet", "--mean", "image",
-                            *TINY, "--set", "synthetic_train_examples=16", "--steps-per-epoch", "2",
-                            "--validation-steps", "1", "--epochs", "1"], capsys)
+    code, out, err = _main(
+        [
+            "train",
+            "--run-dir",
+            str(run),
+            "--fidelity",
+            "cuda-convnet",
+            "--mean",
+            "image",
+            *TINY,
+            "--set",
+            "synthetic_train_examples=16",
+            "--steps-per-epoch",
+            "2",
+            "--validation-steps",
+            "1",
+            "--epochs",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err[-2000:]
     config = json.loads((run / "config.json").read_text())["config"]
     assert (config["fidelity"], config["mean"]) == ("cuda-convnet", "image")

@@ -90,7 +90,9 @@ def test_streamed_mean_of_the_synthetic_set_and_of_a_dataset():
     # int64 indices, as tf.data.Dataset.range gives data.load (the stateless seeds depend on the dtype)
     squares = [synthetic_square(tf.constant(i, tf.int64), classes, 256, seed, 1)[0].numpy() for i in range(n)]
     expected = np.mean(squares, axis=0, dtype=np.float64)
-    got = data.compute_mean_image("synthetic", batch_size=3, seed=seed, synthetic_classes=classes, synthetic_train_examples=n)
+    got = data.compute_mean_image(
+        "synthetic", batch_size=3, seed=seed, synthetic_classes=classes, synthetic_train_examples=n
+    )
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
     # a tf.data dataset of (image, label) pairs of different sizes
     images = [noise((280, 260, 3), 7), noise((256, 512, 3), 8), noise((300, 300, 3), 9)]
@@ -160,7 +162,9 @@ def test_normalize_subtracts_the_centre_crop_as_cc_did():
     owt = with_mean_image("torchvision", a_mean(1))  # 224: border 16
     centre = mean_image(owt)[16:240, 16:240]
     x = noise((224, 224, 3), 5).astype(np.float32)
-    np.testing.assert_allclose(normalize(x, owt), (x / 255.0 - centre) / np.float32(get_spec(owt)["std"]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        normalize(x, owt), (x / 255.0 - centre) / np.float32(get_spec(owt)["std"]), rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(ValueError, match="known size up to 256x256"):
         normalize(np.zeros((300, 300, 3), np.float32), spec)
 

@@ -52,8 +52,11 @@ def test_tiny_net_assumptions_change_exactly_their_term():
     assert shared["activation_gradients"] == base["activation_gradients"] - (18 + 4) * 8
     freed = memory.cc_memory_2012(TINY, 2, NO_CONTEXT.flipped("keep_activation_gradients")).cards[0]
     assert freed["activation_gradients"] == 2 * 18 * 8  # the two largest gradients alive at once
-    for name, key in (("norm_denominators", "norm_denominators"), ("dropout_masks", "dropout_masks"),
-                      ("conv_partial_sums", "conv_partial_sums")):
+    for name, key in (
+        ("norm_denominators", "norm_denominators"),
+        ("dropout_masks", "dropout_masks"),
+        ("conv_partial_sums", "conv_partial_sums"),
+    ):
         other = memory.cc_memory_2012(TINY, 2, NO_CONTEXT.flipped(name)).cards[0]
         assert other[key] == 0 and sum(other.values()) == sum(base.values()) - base[key]
     single = memory.cc_memory_2012(TINY, 2, NO_CONTEXT.flipped("input_double_buffer")).cards[0]
@@ -62,12 +65,15 @@ def test_tiny_net_assumptions_change_exactly_their_term():
 
 def test_tiny_net_split_exchanges_by_hand():
     # fc on GPU 1 reads the norm on GPU 0: a copy and a gradient matrix of 18 floats x 2 images on GPU 1
-    split = [layer if layer.name in ("data", "labels", "conv", "conv_neuron", "norm") else
-             CCLayer(**{**layer.__dict__, "gpu": 1}) for layer in TINY]
+    split = [
+        layer
+        if layer.name in ("data", "labels", "conv", "conv_neuron", "norm")
+        else CCLayer(**{**layer.__dict__, "gpu": 1})
+        for layer in TINY
+    ]
     p = memory.cc_memory_2012(split, 2, NO_CONTEXT)
     assert p.cards[1]["exchanged_copies"] == 2 * 18 * 8
-    assert p.exchanges == [{"layer": "norm", "from_gpu": 0, "to_gpu": 1, "forward_bytes": 144,
-                            "backward_bytes": 144}]
+    assert p.exchanges == [{"layer": "norm", "from_gpu": 0, "to_gpu": 1, "forward_bytes": 144, "backward_bytes": 144}]
     assert p.cards[0]["weights"] == 26 * 4 and p.cards[1]["weights"] == 76 * 4
     assert p.cards[0]["input_buffers"] == 2 * 48 * 8 and p.cards[1]["input_buffers"] == 2 * 1 * 8
 
@@ -98,13 +104,24 @@ def why(rows):
 # conv1 55*55*48, rnorm1 same, pool1 + its relu 27*27*48 each, conv2 + relu 27*27*128 each,
 # rnorm2 + cnorm2 same each, pool2 13*13*128, conv3 + relu, conv4 + relu 13*13*192 each,
 # conv5 13*13*128, pool3 + relu 6*6*128 each, fc2048 + relu + hs1 + fc2048b + relu + hs2: 2048 each
-TOWER = (2 * 145200 + 2 * 34992 + 2 * 93312 + 2 * 93312 + 21632 + 4 * 32448 + 21632 + 2 * 4608 + 6 * 2048)
+TOWER = 2 * 145200 + 2 * 34992 + 2 * 93312 + 2 * 93312 + 21632 + 4 * 32448 + 21632 + 2 * 4608 + 6 * 2048
 
 
 def test_model_145_graph_has_the_cc_only_layers(rows):
     names = {layer.name for layer in memory.cc145_layers(rows)}
-    for name in ("pool1a_neuron", "conv2b_neuron", "cnorm2a", "cnorm2b", "pool3b_neuron", "fc2048ba_neuron",
-                 "hs2b", "fc1000", "probs", "logprob", "labels"):
+    for name in (
+        "pool1a_neuron",
+        "conv2b_neuron",
+        "cnorm2a",
+        "cnorm2b",
+        "pool3b_neuron",
+        "fc2048ba_neuron",
+        "hs2b",
+        "fc1000",
+        "probs",
+        "logprob",
+        "labels",
+    ):
         assert name in names
     assert "conv1a_neuron" not in names and "conv5a_neuron" not in names  # linear in layers-145.cfg
 
@@ -117,8 +134,7 @@ def test_single_card_components_by_hand(why):
     assert c["outputs"] == c["activation_gradients"] == (2 * TOWER + 1000 + 1000) * batch  # + fc1000, probs
     assert c["norm_denominators"] == 2 * (145200 + 93312 + 93312) * batch
     # partial sums per tower: conv1 3025/5 x 11*11*3*48, conv2 729/3 x 5*5*48*128, conv3-5 169/13 x 3*3*c*f
-    per_tower = (605 * 17424 + 243 * 153600 + 13 * 3 * 3 * 128 * 192 + 13 * 3 * 3 * 192 * 192
-                 + 13 * 3 * 3 * 192 * 128)
+    per_tower = 605 * 17424 + 243 * 153600 + 13 * 3 * 3 * 128 * 192 + 13 * 3 * 3 * 192 * 192 + 13 * 3 * 3 * 192 * 128
     assert c["conv_partial_sums"] == 2 * per_tower * 4
     assert c["input_buffers"] == 2 * (227 * 227 * 3 + 1) * batch
     assert c["exchanged_copies"] == 0 and why.single.exchanges == []
@@ -155,16 +171,16 @@ def test_verdict_and_deciding_assumption(why, rows):
     assert not why.single.fits and why.split.fits
     assert why.deciding[0] == "keep_activation_gradients"
     over = why.single.total_bytes - budget
-    assert f"would not have fitted on one 3 GiB card at batch 128: {memory._mib(why.single.total_bytes)}" \
-        in why.conclusion
+    assert (
+        f"would not have fitted on one 3 GiB card at batch 128: {memory._mib(why.single.total_bytes)}" in why.conclusion
+    )
     assert f"{memory._mib(over)} over" in why.conclusion
     assert "Decided by keep_activation_gradients" in why.conclusion
     # flip the deciding assumption: the verdict flips, and the text follows the numbers
     flipped = memory.why_two_gpus(rows, assumptions=CC2012Assumptions(keep_activation_gradients=False))
     assert flipped.single.fits
     spare = budget - flipped.single.total_bytes
-    assert f"would have fitted on one 3 GiB card at batch 128, with {memory._mib(spare)} to spare" \
-        in flipped.conclusion
+    assert f"would have fitted on one 3 GiB card at batch 128, with {memory._mib(spare)} to spare" in flipped.conclusion
     assert "keep_activation_gradients" in flipped.deciding
     # a term that does not decide it alone: the verdict stays
     kept = memory.why_two_gpus(rows, assumptions=CC2012Assumptions(context_bytes=0))

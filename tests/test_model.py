@@ -46,8 +46,23 @@ def test_parameter_counts(paper_model):
 
 def test_layer_names_follow_the_paper(paper_model):
     names = [layer.name for layer in paper_model.layers]
-    for name in ["conv1", "lrn1", "pool1", "conv2", "lrn2", "pool2", "conv3", "conv4", "conv5",
-                 "pool5", "fc6", "drop6", "fc7", "drop7", "fc8"]:
+    for name in [
+        "conv1",
+        "lrn1",
+        "pool1",
+        "conv2",
+        "lrn2",
+        "pool2",
+        "conv3",
+        "conv4",
+        "conv5",
+        "pool5",
+        "fc6",
+        "drop6",
+        "fc7",
+        "drop7",
+        "fc8",
+    ]:
         assert name in names
     # Paper order: LRN before pooling, dropout after each hidden fc.
     assert names.index("lrn1") < names.index("pool1") and names.index("fc6") < names.index("drop6")
@@ -188,7 +203,10 @@ def test_builds_trains_and_saves_on_jax(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="jax")
     result = subprocess.run(
         [sys.executable, "-c", JAX_SCRIPT, str(tmp_path / "jax.keras")],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "jax ok" in result.stdout
@@ -212,8 +230,11 @@ def test_lrn_convention_reaches_both_lrn_layers_and_survives_saving(tmp_path):
         (dict(variant="2012", include_top=False, input_shape=(67, 67, 3)), 67, (2, 1, 1, 256)),
         # 99 px: pool5 is 2x2. (At 63-94 px it is 1x1, and Keras' AdaptiveAveragePooling2D fails in a
         # compiled TF function on a 1x1 map, so predict fails there; eager calls work.)
-        (dict(variant="owt", classes=10, input_shape=(99, 99, 3), class_wnids=[f"n{i:08d}" for i in range(10)]),
-         99, (2, 10)),
+        (
+            dict(variant="owt", classes=10, input_shape=(99, 99, 3), class_wnids=[f"n{i:08d}" for i in range(10)]),
+            99,
+            (2, 10),
+        ),
     ],
     ids=["2012", "owt"],
 )
@@ -232,8 +253,25 @@ def test_dtype_reaches_the_2012_towers_and_lrn():
 
 # --- [CC] model 145's certain differences (issue 14; docs/cuda-convnet-2012.md Q2 D1-D4) ---
 SMALL = dict(include_top=False, input_shape=(67, 67, 3))  # pool1 7x7, pool2 3x3: cheap, every layer present
-PAPER_NAMES = ["image", "conv1", "lrn1", "pool1", "conv2", "lrn2", "pool2", "conv3", "conv4", "conv5", "pool5",
-               "flatten", "fc6", "drop6", "fc7", "drop7", "fc8"]
+PAPER_NAMES = [
+    "image",
+    "conv1",
+    "lrn1",
+    "pool1",
+    "conv2",
+    "lrn2",
+    "pool2",
+    "conv3",
+    "conv4",
+    "conv5",
+    "pool5",
+    "flatten",
+    "fc6",
+    "drop6",
+    "fc7",
+    "drop7",
+    "fc8",
+]
 
 
 def _upto(model, name):
@@ -244,7 +282,8 @@ def test_defaults_keep_the_paper_network(paper_model):
     assert [layer.name for layer in paper_model.layers] == PAPER_NAMES
     config = paper_model.get_config()
     assert {k: config[k] for k in ("fidelity", "lrn_convention", "conv1_order", "spatial_norm2", "init")} == dict(
-        fidelity="paper", lrn_convention="paper", conv1_order="paper", spatial_norm2=False, init="paper")
+        fidelity="paper", lrn_convention="paper", conv1_order="paper", spatial_norm2=False, init="paper"
+    )
     assert paper_model.get_layer("conv1").activation is keras.activations.relu
 
 
@@ -298,8 +337,16 @@ def test_cuda_convnet_init_stds_by_layer():
     keras.utils.set_random_seed(3)
     model = AlexNet(init="cuda-convnet", classes=100)
     assert [layer.name for layer in model.layers] == PAPER_NAMES  # only the draws change
-    stds = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.03, "conv4": 0.03, "conv5": 0.03,
-            "fc6": 0.01, "fc7": 0.01, "fc8": 0.01}  # layers-145.cfg initW
+    stds = {
+        "conv1": 0.01,
+        "conv2": 0.01,
+        "conv3": 0.03,
+        "conv4": 0.03,
+        "conv5": 0.03,
+        "fc6": 0.01,
+        "fc7": 0.01,
+        "fc8": 0.01,
+    }  # layers-145.cfg initW
     ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}  # layers-145.cfg initB=1; the rest default 0
     for name, std in stds.items():
         layer = model.get_layer(name)
@@ -313,8 +360,12 @@ def test_fidelity_cuda_convnet_sets_every_certain_difference():
     assert model.count_params() == 60_965_224  # no new weights
     config = model.get_config()
     assert {k: config[k] for k in ("fidelity", "lrn_convention", "conv1_order", "spatial_norm2", "init")} == dict(
-        fidelity="cuda-convnet", lrn_convention="cuda-convnet", conv1_order="cuda-convnet", spatial_norm2=True,
-        init="cuda-convnet")
+        fidelity="cuda-convnet",
+        lrn_convention="cuda-convnet",
+        conv1_order="cuda-convnet",
+        spatial_norm2=True,
+        init="cuda-convnet",
+    )
     assert [model.get_layer(n).convention for n in ("lrn1", "lrn2")] == ["cuda-convnet"] * 2
     assert model.get_layer("conv1").activation is keras.activations.linear
     names = [layer.name for layer in model.layers]
@@ -328,8 +379,12 @@ def test_fidelity_cuda_convnet_sets_every_certain_difference():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(conv1_order="cuda-convnet"), dict(spatial_norm2=True), dict(init="cuda-convnet"),
-     dict(fidelity="cuda-convnet")],
+    [
+        dict(conv1_order="cuda-convnet"),
+        dict(spatial_norm2=True),
+        dict(init="cuda-convnet"),
+        dict(fidelity="cuda-convnet"),
+    ],
     ids=["conv1_order", "spatial_norm2", "init", "fidelity"],
 )
 def test_cuda_convnet_options_survive_config_and_safe_saving(kwargs, tmp_path):
@@ -355,9 +410,14 @@ def test_configs_without_the_new_keys_build_the_paper_network():
 
 @pytest.mark.parametrize(
     "kwargs, fragment",
-    [(dict(fidelity="cc145"), "fidelity"), (dict(conv1_order="relu-first"), "conv1_order"),
-     (dict(spatial_norm2="yes"), "spatial_norm2"), (dict(variant="owt", fidelity="cuda-convnet"), "owt"),
-     (dict(variant="owt", spatial_norm2=True), "owt"), (dict(init="cc"), "init")],
+    [
+        (dict(fidelity="cc145"), "fidelity"),
+        (dict(conv1_order="relu-first"), "conv1_order"),
+        (dict(spatial_norm2="yes"), "spatial_norm2"),
+        (dict(variant="owt", fidelity="cuda-convnet"), "owt"),
+        (dict(variant="owt", spatial_norm2=True), "owt"),
+        (dict(init="cc"), "init"),
+    ],
 )
 def test_bad_cuda_convnet_options(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):

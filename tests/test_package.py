@@ -34,8 +34,9 @@ print(type(model).__name__, type(getattr(model, "optimizer", None)).__name__)
 
 
 def python(code, *args, env=ENV, cwd=None):
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
 def saved(model, tmp_path, x):
@@ -48,8 +49,10 @@ def saved(model, tmp_path, x):
 
 @pytest.mark.parametrize(
     "kwargs, side",
-    [(dict(variant="2012", include_top=False, input_shape=(67, 67, 3)), 67),  # LRN and the grouped convs
-     (dict(variant="owt", include_top=False, input_shape=(99, 99, 3)), 99)],
+    [
+        (dict(variant="2012", include_top=False, input_shape=(67, 67, 3)), 67),  # LRN and the grouped convs
+        (dict(variant="owt", include_top=False, input_shape=(99, 99, 3)), 99),
+    ],
     ids=["2012", "owt"],
 )
 def test_load_model_after_import_alexnet_keras(kwargs, side, tmp_path):
@@ -107,8 +110,9 @@ def test_cli_help_imports_no_keras(how):
         command = [script, "--help"]
     else:
         command = [sys.executable, "-m", "alexnet_keras_cli", "--help"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                            env=dict(ENV, PYTHONPROFILEIMPORTTIME="1"))
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=dict(ENV, PYTHONPROFILEIMPORTTIME="1")
+    )
     assert result.returncode == 0 and "summary" in result.stdout, result.stderr[-2000:]
     imported = _imported_modules(result.stderr)
     assert {"click", "alexnet_keras"} <= imported  # the trace sees the imports

@@ -170,8 +170,9 @@ def test_no_global_backend_switch(tmp_path):
     export_npz(AlexNet("owt", include_top=False), tmp_path / "owt.npz")
     env = dict(os.environ, MPLBACKEND="svg")
     args = [str(tmp_path / "t.png"), str(tmp_path / "owt.npz"), str(tmp_path / "f.png")]
-    result = subprocess.run([sys.executable, "-c", NO_GLOBAL_BACKEND, *args], capture_output=True, text=True,
-                            env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_GLOBAL_BACKEND, *args], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["svg"]  # still the caller's backend
     check_png(tmp_path / "t.png")

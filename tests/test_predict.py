@@ -58,8 +58,11 @@ def test_decode_predictions():
     preds[0, [1, 2, 3]] = [0.5, 0.3, 0.2]
     preds[1, 999] = 1.0
     decoded = decode_predictions(preds, top=3)
-    assert decoded[0] == [("n01443537", "goldfish", 0.5), ("n01484850", "great white shark", 0.30000001192092896),
-                          ("n01491361", "tiger shark", 0.20000000298023224)]
+    assert decoded[0] == [
+        ("n01443537", "goldfish", 0.5),
+        ("n01484850", "great white shark", 0.30000001192092896),
+        ("n01491361", "tiger shark", 0.20000000298023224),
+    ]
     assert decoded[1][0] == ("n15075141", "toilet tissue", 1.0)
     # Custom heads: names come from the ImageNet table where it knows the wnid.
     custom = decode_predictions([[0.1, 0.9]], top=5, class_wnids=["n01440764", "n99999999"])
@@ -85,8 +88,10 @@ def weights(tmp_path_factory):
 
 @pytest.fixture
 def images(imagenet_samples):
-    return [str(imagenet_samples / name) for name in ("n01440764_tench.JPEG", "n04357314_sunscreen.JPEG",
-                                                       "n04008634_projectile.JPEG")]  # colour, colour, grayscale
+    return [
+        str(imagenet_samples / name)
+        for name in ("n01440764_tench.JPEG", "n04357314_sunscreen.JPEG", "n04008634_projectile.JPEG")
+    ]  # colour, colour, grayscale
 
 
 def test_predict_returns_real_class_names(weights, images):
@@ -133,8 +138,12 @@ def test_predict_bad_input_is_one_line(weights, images, tmp_path, capsys):
         "not a decodable image": ["predict", str(not_image), *model],
         "image not found": ["predict", str(tmp_path / "missing.jpg"), *model],
         "file not found": ["predict", images[0], "--model", str(tmp_path / "missing.keras")],
-        "layer conv1 needs shapes (11, 11, 3, 64) and (64,), the file has (11, 11, 3, 96)":
-            ["predict", images[0], "--weights", str(tmp_path / "wrong.pth")],
+        "layer conv1 needs shapes (11, 11, 3, 64) and (64,), the file has (11, 11, 3, 96)": [
+            "predict",
+            images[0],
+            "--weights",
+            str(tmp_path / "wrong.pth"),
+        ],
         "refusing to load": ["predict", images[0], "--weights", str(tmp_path / "evil.pth")],
         "exactly one of model": ["predict", images[0], *model, "--weights", str(weights / "owt.pth")],
     }
@@ -170,8 +179,14 @@ def test_preprocessing_and_top1_match_torchvision(imagenet_samples, tmp_path, co
 
     spec = get_spec("torchvision")
     files = sorted(imagenet_samples.glob("*.JPEG"))[:: 1000 // count]
-    reference = T.Compose([T.Resize(spec["resize"]), T.CenterCrop(spec["input_size"]), T.ToTensor(),
-                           T.Normalize(spec["mean"], spec["std"])])
+    reference = T.Compose(
+        [
+            T.Resize(spec["resize"]),
+            T.CenterCrop(spec["input_size"]),
+            T.ToTensor(),
+            T.Normalize(spec["mean"], spec["std"]),
+        ]
+    )
     theirs = torch.stack([reference(Image.open(f).convert("RGB")) for f in files])
     ours = np.stack([np.asarray(data.load_image(f, spec)) for f in files])
     diff = np.abs(ours - nhwc(theirs.numpy()))
@@ -190,8 +205,10 @@ def test_preprocessing_and_top1_match_torchvision(imagenet_samples, tmp_path, co
     assert keras_model.preprocessing == spec
     top1_ours = keras_model.predict(ours, batch_size=50, verbose=0).argmax(1)
     agree = float((top1_ours == top1_torch).mean())
-    print(f"\n{len(files)} images, {'real' if real else 'seeded'} weights: max abs diff {diff.max():.4f}, "
-          f"mean {diff.mean():.5f}; top-1 agreement {agree:.3f}; {len(set(top1_torch))} distinct classes")
+    print(
+        f"\n{len(files)} images, {'real' if real else 'seeded'} weights: max abs diff {diff.max():.4f}, "
+        f"mean {diff.mean():.5f}; top-1 agreement {agree:.3f}; {len(set(top1_torch))} distinct classes"
+    )
     assert len(set(top1_torch)) >= len(files) // 4  # agreement is not trivially high
     assert diff.max() <= PREP_MAX and diff.mean() <= PREP_MEAN
     assert agree >= 0.99

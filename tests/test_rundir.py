@@ -44,9 +44,14 @@ def test_resume_keeps_the_saved_config_and_applies_allowed_changes(tmp_path):
     config, _, _, changed = R.open_run(asked, resume=True, given={"batch_size", "epochs", "lr_schedule", "variant"})
     assert (config.batch_size, config.epochs, config.lr_schedule, config.classes) == (8, 5, "step:3", 10)
     assert changed == {"epochs": [2, 5], "lr_schedule": ["paper", "step:3"]}
-    for field, value, flag in [("batch_size", 16, "--batch-size 16"), ("variant", "owt", "--variant owt"),
-                               ("data", "/x", "--data /x"), ("init", "caffe", "--init caffe"),
-                               ("classes", 5, "--classes 5"), ("seed", 1, "--seed 1")]:
+    for field, value, flag in [
+        ("batch_size", 16, "--batch-size 16"),
+        ("variant", "owt", "--variant owt"),
+        ("data", "/x", "--data /x"),
+        ("init", "caffe", "--init caffe"),
+        ("classes", 5, "--classes 5"),
+        ("seed", 1, "--seed 1"),
+    ]:
         with pytest.raises(UserError, match=flag):
             R.open_run(TrainConfig(run_dir=str(run)).update(**{field: value}), resume=True, given={field})
     # A field left at its default is not "given", so it does not conflict.
@@ -61,8 +66,9 @@ def test_resume_cannot_switch_to_or_from_cc145(tmp_path):
         _ours(run, batch_size=8, lr_schedule=saved)
         with pytest.raises(UserError, match=f"--lr-schedule {asked} conflicts"):
             R.open_run(TrainConfig(run_dir=str(run), lr_schedule=asked), resume=True, given={"lr_schedule"})
-    config, _, _, changed = R.open_run(TrainConfig(run_dir=str(tmp_path / "paper"), lr_schedule="step:3"),
-                                       resume=True, given={"lr_schedule"})
+    config, _, _, changed = R.open_run(
+        TrainConfig(run_dir=str(tmp_path / "paper"), lr_schedule="step:3"), resume=True, given={"lr_schedule"}
+    )
     assert changed == {"lr_schedule": ["paper", "step:3"]}
 
 

@@ -12,11 +12,16 @@ from alexnet_keras.training.loop import build_model, training_stream
 
 # Model 145's log, typed from docs/cuda-convnet-2012.md Q3 (1-based epoch: (conv1 lr, other layers' lr)).
 LOG_145 = {
-    24: (1e-2, 1e-2), 25: (1e-3, 1e-3),
-    50: (1e-3, 1e-3), 51: (1e-4, 1e-4),
-    66: (1e-4, 1e-4), 67: (1e-5, 1e-4),
-    71: (1e-5, 1e-4), 72: (0.0, 1e-4),
-    78: (0.0, 1e-4), 79: (0.0, 1e-5),
+    24: (1e-2, 1e-2),
+    25: (1e-3, 1e-3),
+    50: (1e-3, 1e-3),
+    51: (1e-4, 1e-4),
+    66: (1e-4, 1e-4),
+    67: (1e-5, 1e-4),
+    71: (1e-5, 1e-4),
+    72: (0.0, 1e-4),
+    78: (0.0, 1e-4),
+    79: (0.0, 1e-5),
 }
 LAYERS_2012 = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 
@@ -87,6 +92,8 @@ def test_cc145_colour_noise_on_at_66_and_off_at_67():
         shift = a - b
         if epoch == 66:  # the same crops and flips plus one RGB offset per image
             assert np.abs(shift).max() > 0.1
-            np.testing.assert_allclose(shift, np.broadcast_to(shift.mean(axis=(1, 2), keepdims=True), shift.shape), atol=1e-2)
+            np.testing.assert_allclose(
+                shift, np.broadcast_to(shift.mean(axis=(1, 2), keepdims=True), shift.shape), atol=1e-2
+            )
         else:
             np.testing.assert_array_equal(a, b)

@@ -87,7 +87,9 @@ def test_unverified_flags_follow_the_facts_file():
 def test_progression_2010_to_2012():
     p = leaderboard.progression()
     assert [(r["year"], r["top5_error"], r["verified"]) for r in p] == [
-        (2010, 0.282, True), (2011, 0.2577, False), (2012, 0.15315, True)
+        (2010, 0.282, True),
+        (2011, 0.2577, False),
+        (2012, 0.15315, True),
     ]
     assert "unverified" in report.format_progression()
 
@@ -133,10 +135,21 @@ def test_text_table_shows_exact_percentages():
 
 # A model's score as `evaluation.Score.as_dict()` gives it (hand-made: 200 images, 10 classes).
 SCORE = {
-    "top1_error": 0.5, "top5_error": 0.2, "top1_ci95": [0.43, 0.57], "top5_ci95": [0.15, 0.26],
-    "ci95": {"top1": [0.43, 0.57], "top5": [0.15, 0.26]}, "images": 200, "classes": 10, "model_classes": 10,
-    "comparable": False, "reason": "10 classes, not ImageNet-1k's 1000", "label": "ImageNet subset (200 images, 10 classes)",
-    "ten_crop": True, "models": 1, "nonfinite": 0, "warnings": ["a warning"],
+    "top1_error": 0.5,
+    "top5_error": 0.2,
+    "top1_ci95": [0.43, 0.57],
+    "top5_ci95": [0.15, 0.26],
+    "ci95": {"top1": [0.43, 0.57], "top5": [0.15, 0.26]},
+    "images": 200,
+    "classes": 10,
+    "model_classes": 10,
+    "comparable": False,
+    "reason": "10 classes, not ImageNet-1k's 1000",
+    "label": "ImageNet subset (200 images, 10 classes)",
+    "ten_crop": True,
+    "models": 1,
+    "nonfinite": 0,
+    "warnings": ["a warning"],
 }
 
 
@@ -149,9 +162,16 @@ def test_compete_report_adds_the_score_and_clock():
     placed = report.compete_report(2012, placement, SCORE, clock="it took 1 s")
     you = placed["you"]
     assert (you["name"], you["rank"], you["would_have_won"], you["clock"]) == ("tiny", 3, False, "it took 1 s")
-    assert {k: you[k] for k in ("images", "classes", "model_classes", "label", "ten_crop", "nonfinite", "warnings")} == {
-        "images": 200, "classes": 10, "model_classes": 10, "label": SCORE["label"], "ten_crop": True,
-        "nonfinite": 0, "warnings": ["a warning"],
+    assert {
+        k: you[k] for k in ("images", "classes", "model_classes", "label", "ten_crop", "nonfinite", "warnings")
+    } == {
+        "images": 200,
+        "classes": 10,
+        "model_classes": 10,
+        "label": SCORE["label"],
+        "ten_crop": True,
+        "nonfinite": 0,
+        "warnings": ["a warning"],
     }
     assert you["ci95"] == {"top1": [0.43, 0.57], "top5": [0.15, 0.26]} and you["top5_ci95"] == [0.15, 0.26]
     assert you["margin_vs_winner"] == pytest.approx(15.315 - 20.0)
@@ -162,10 +182,12 @@ def test_compete_text_puts_the_score_above_the_table():
     placement = report.place_score(2012, SCORE, name="tiny")
     text = report.compete_text(2012, placement, "SUMMARY", "CLOCK")
     table = report.format_table(2012, placement)
-    assert text == "\n".join(["SUMMARY", "CLOCK", "", table, "", report.format_paper_models_cost(), "",
-                              report.format_progression()])
+    assert text == "\n".join(
+        ["SUMMARY", "CLOCK", "", table, "", report.format_paper_models_cost(), "", report.format_progression()]
+    )
     assert report.compete_text(2012) == "\n\n".join(
-        [report.format_table(2012), report.format_paper_models_cost(), report.format_progression()])
+        [report.format_table(2012), report.format_paper_models_cost(), report.format_progression()]
+    )
     assert report.compete_text(2010) == report.format_table(2010) + "\n\n" + report.format_progression()
     assert "would rank 3 of 17" in text and "why: 10 classes" in text
 
@@ -173,8 +195,12 @@ def test_compete_text_puts_the_score_above_the_table():
 # --- [P]'s own models as reference rows (issue 14, item 5) -------------------
 # Typed by hand from [P] Table 2 (2012) and Table 1 / §6 (2010): model, split, top-1, top-5.
 HAND_TABLE2 = [
-    ("1 CNN", "val", 0.407, 0.182), ("5 CNNs", "val", 0.381, 0.164), ("5 CNNs", "test", None, 0.164),
-    ("1 CNN*", "val", 0.390, 0.166), ("7 CNNs*", "val", 0.367, 0.154), ("7 CNNs*", "test", None, 0.153),
+    ("1 CNN", "val", 0.407, 0.182),
+    ("5 CNNs", "val", 0.381, 0.164),
+    ("5 CNNs", "test", None, 0.164),
+    ("1 CNN*", "val", 0.390, 0.166),
+    ("7 CNNs*", "val", 0.367, 0.154),
+    ("7 CNNs*", "test", None, 0.153),
 ]
 HAND_TABLE1 = [("CNN", "test", 0.375, 0.170), ("CNN (centre patch only)", "test", 0.390, 0.183)]
 
@@ -206,8 +232,9 @@ def test_relative_cut_is_41_5_percent_of_the_runner_ups_error():
     assert leaderboard.relative_cut(2012) == pytest.approx((26.172 - 15.315) / 26.172)  # not of the winner's (70.9%)
     assert round(leaderboard.relative_cut(2012) * 100, 1) == 41.5
     assert leaderboard.relative_cut(2010) is None  # only the winner is stored
-    assert ("SuperVision won by 10.857 points over ISI (26.172 - 15.315), "
-            "a cut of 41.5% of ISI's error (10.857 / 26.172).") in report.format_table(2012)
+    assert (
+        "SuperVision won by 10.857 points over ISI (26.172 - 15.315), a cut of 41.5% of ISI's error (10.857 / 26.172)."
+    ) in report.format_table(2012)
     assert report.report(2012)["winning_margin_relative"] == pytest.approx(10.857 / 26.172, abs=1e-6)
 
 
@@ -221,9 +248,13 @@ def test_2010_result_placed_against_that_years_winner():
     assert centre["vs_winner"]["top1_points"] == pytest.approx(47.1 - 39.0)
     assert all(r["vs_winner"] is None for r in leaderboard.references(2012))  # 2012's test rows are entries
     text = report.format_table(2010)
-    assert "CNN: top-5 11.2 points ahead of NEC-UIUC, a cut of 39.7% of its error; top-1 9.6 points ahead of it." in text
-    assert ("CNN (centre patch only): top-5 9.9 points ahead of NEC-UIUC, a cut of 35.1% of its error; "
-            "top-1 8.1 points ahead of it.") in text
+    assert (
+        "CNN: top-5 11.2 points ahead of NEC-UIUC, a cut of 39.7% of its error; top-1 9.6 points ahead of it." in text
+    )
+    assert (
+        "CNN (centre patch only): top-5 9.9 points ahead of NEC-UIUC, a cut of 35.1% of its error; "
+        "top-1 8.1 points ahead of it."
+    ) in text
 
 
 def test_reference_rows_are_never_ranked():
@@ -263,7 +294,10 @@ def test_paper_models_cost_on_the_2012_clock():
     assert "1 CNN*:  no total: [P] gives neither the epochs of pre-training nor of fine-tuning" in text
     assert "one epoch of ImageNet Fall 2011 (about 15M images, 22K classes): at least 20 h 31 min" in text
     assert "not the sixth conv layer" in text and "7 CNNs*: the 5 CNNs (27.5 days)" in text
-    assert report.compete_report(2012)["paper_models_cost"] == c and report.compete_report(2010)["paper_models_cost"] is None
+    assert (
+        report.compete_report(2012)["paper_models_cost"] == c
+        and report.compete_report(2010)["paper_models_cost"] is None
+    )
 
 
 def test_cnn_star_figures_are_sourced_in_the_data():
@@ -431,6 +465,8 @@ def test_plan_within_calibration_tolerance_of_measured_peak(variant, batch, opti
     peak, model = _measured_peak(variant, batch, optimizer)
     rows = profile.profile_model(model)
     estimate = memory.plan(rows, batch, update_temporaries=memory.UPDATE_TEMPORARIES[optimizer]).total_bytes
-    print(f"{variant} {optimizer} batch {batch}: estimate {estimate / 2**20:.0f} MiB, "
-          f"measured peak {peak / 2**20:.0f} MiB ({estimate / peak - 1:+.1%})")
+    print(
+        f"{variant} {optimizer} batch {batch}: estimate {estimate / 2**20:.0f} MiB, "
+        f"measured peak {peak / 2**20:.0f} MiB ({estimate / peak - 1:+.1%})"
+    )
     assert math.isclose(estimate, peak, rel_tol=memory.CALIBRATION_TOLERANCE)

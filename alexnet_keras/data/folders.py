@@ -40,7 +40,7 @@ def _is_utf8(name):
 
 
 def _entry_kind(entry):
-    """"dir", "file", None (something else: ignored) or a SKIP_* reason; never raises."""
+    """ "dir", "file", None (something else: ignored) or a SKIP_* reason; never raises."""
     try:
         if entry.is_dir():
             return "dir"

@@ -22,7 +22,9 @@ MAX_IMAGE_PIXELS = 89_478_485
 # Long side / short side. The short side is resized to 256 first, so a resized image
 # holds at most 256 x 12800 float RGB pixels (39 MB); a 6000x1 strip would take 4.7 GB.
 MAX_ASPECT_RATIO = 50
-LIMITS_TEXT = f"at most {MAX_IMAGE_PIXELS:,} pixels, an aspect ratio of {MAX_ASPECT_RATIO}:1 and {MAX_IMAGE_BYTES >> 20} MiB"
+LIMITS_TEXT = (
+    f"at most {MAX_IMAGE_PIXELS:,} pixels, an aspect ratio of {MAX_ASPECT_RATIO}:1 and {MAX_IMAGE_BYTES >> 20} MiB"
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SIGNATURE = b"\xff\xd8\xff"
@@ -38,8 +40,11 @@ def within_limits(height, width):
     (True, False)
     """
     return (
-        (height >= 1) & (width >= 1) & (height * width <= MAX_IMAGE_PIXELS)
-        & (height <= MAX_ASPECT_RATIO * width) & (width <= MAX_ASPECT_RATIO * height)
+        (height >= 1)
+        & (width >= 1)
+        & (height * width <= MAX_IMAGE_PIXELS)
+        & (height <= MAX_ASPECT_RATIO * width)
+        & (width <= MAX_ASPECT_RATIO * height)
     )
 
 

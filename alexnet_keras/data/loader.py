@@ -66,13 +66,23 @@ def load(
     kind, where = _parse_source(source)
     if kind == "synthetic":
         return load_synthetic(
-            spec, batch_size=batch_size, seed=seed, classes=synthetic_classes,
-            train_examples=synthetic_train_examples, val_examples=synthetic_val_examples, validation=validation,
+            spec,
+            batch_size=batch_size,
+            seed=seed,
+            classes=synthetic_classes,
+            train_examples=synthetic_train_examples,
+            val_examples=synthetic_val_examples,
+            validation=validation,
         )
     if kind == "folder":
         return load_folder(where, spec, batch_size=batch_size, seed=seed, validation=validation)
     return load_tfds(
-        where, spec, batch_size=batch_size, seed=seed, data_dir=tfds_data_dir, manual_dir=tfds_manual_dir,
+        where,
+        spec,
+        batch_size=batch_size,
+        seed=seed,
+        data_dir=tfds_data_dir,
+        manual_dir=tfds_manual_dir,
         validation=validation,
     )
 
@@ -114,12 +124,15 @@ def eval_dataset(
         )
     if kind == "tfds":
         return eval_tfds(
-            where, spec, batch_size=batch_size, split=split, crop=crop, data_dir=tfds_data_dir,
+            where,
+            spec,
+            batch_size=batch_size,
+            split=split,
+            crop=crop,
+            data_dir=tfds_data_dir,
             manual_dir=tfds_manual_dir,
         )
-    return eval_folder(
-        where, spec, batch_size=batch_size, split=split, crop=crop, only_imagenet_val=only_imagenet_val
-    )
+    return eval_folder(where, spec, batch_size=batch_size, split=split, crop=crop, only_imagenet_val=only_imagenet_val)
 
 
 def load_image(path, spec, crop=True):

@@ -26,8 +26,9 @@ def _first(element):
     return element[0] if isinstance(element, (tuple, list)) else element
 
 
-def _squares(source, spec, *, batch_size, seed, tfds_data_dir, tfds_manual_dir, synthetic_classes,
-             synthetic_train_examples):
+def _squares(
+    source, spec, *, batch_size, seed, tfds_data_dir, tfds_manual_dir, synthetic_classes, synthetic_train_examples
+):
     """A dataset of the training set's `resize` x `resize` float32 squares, as training sees them before cropping."""
     if isinstance(source, tf.data.Dataset):
         return source.map(lambda *element: _resize_center(_first(element), spec), AUTOTUNE)
@@ -76,8 +77,14 @@ def compute_mean_image(
     """
     spec = get_spec(spec)
     squares = _squares(
-        source, spec, batch_size=batch_size, seed=seed, tfds_data_dir=tfds_data_dir, tfds_manual_dir=tfds_manual_dir,
-        synthetic_classes=synthetic_classes, synthetic_train_examples=synthetic_train_examples,
+        source,
+        spec,
+        batch_size=batch_size,
+        seed=seed,
+        tfds_data_dir=tfds_data_dir,
+        tfds_manual_dir=tfds_manual_dir,
+        synthetic_classes=synthetic_classes,
+        synthetic_train_examples=synthetic_train_examples,
     )
     size = spec["resize"]
     total, count = np.zeros((size, size, 3), np.float64), 0

@@ -155,8 +155,13 @@ def _tfds_usable(contents, name):
     ok = supported & within_limits(height, width)
 
     def report():
-        tf.print(f"alexnet-keras: warning: skipped an image of TFDS {name} (not JPEG/PNG or beyond the limits):",
-                 width, "x", height, output_stream=sys.stderr)
+        tf.print(
+            f"alexnet-keras: warning: skipped an image of TFDS {name} (not JPEG/PNG or beyond the limits):",
+            width,
+            "x",
+            height,
+            output_stream=sys.stderr,
+        )
         return tf.constant(False)
 
     return tf.cond(ok, lambda: tf.constant(True), report)
@@ -179,7 +184,13 @@ def tfds_dataset(builder, split, spec, *, train, batch_size, seed=0, crop=True):
     examples = int(raw.cardinality())
     raw = raw.map(lambda x, y: (x, tf.cast(y, tf.int32))).filter(lambda x, y: _tfds_usable(x, builder.name))
     ds = pipeline(
-        raw, decode_checked, spec, train=train, batch_size=batch_size, seed=seed, crop=crop,
+        raw,
+        decode_checked,
+        spec,
+        train=train,
+        batch_size=batch_size,
+        seed=seed,
+        crop=crop,
         shuffle_buffer=_TFDS_SHUFFLE_BUFFER,
     )
     return ds, (examples if examples >= 0 else None)

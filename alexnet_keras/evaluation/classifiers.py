@@ -19,8 +19,11 @@ def check_classifier(model, what=None):
     except (AttributeError, ValueError, TypeError):  # unbuilt, or several inputs/outputs
         inputs = outputs = None
     image_in = (
-        inputs is not None and len(inputs) == 4 and inputs[3] == 3
-        and isinstance(inputs[1], int) and inputs[1] == inputs[2]
+        inputs is not None
+        and len(inputs) == 4
+        and inputs[3] == 3
+        and isinstance(inputs[1], int)
+        and inputs[1] == inputs[2]
     )
     scores_out = outputs is not None and len(outputs) == 2 and isinstance(outputs[1], int) and outputs[1] >= 2
     if not (image_in and scores_out):

@@ -23,9 +23,7 @@ def _non_val_files(source):
         root = os.path.join(root, "val")
     count = 0
     for _, _, files in os.walk(root):
-        count += sum(
-            1 for f in files if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(IMAGENET_VAL_PREFIX)
-        )
+        count += sum(1 for f in files if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(IMAGENET_VAL_PREFIX))
     return count
 
 

@@ -4,8 +4,16 @@
 import numpy as np
 
 CROP_NAMES = (
-    "top-left", "top-right", "bottom-left", "bottom-right", "centre",
-    "top-left flipped", "top-right flipped", "bottom-left flipped", "bottom-right flipped", "centre flipped",
+    "top-left",
+    "top-right",
+    "bottom-left",
+    "bottom-right",
+    "centre",
+    "top-left flipped",
+    "top-right flipped",
+    "bottom-left flipped",
+    "bottom-right flipped",
+    "centre flipped",
 )
 
 
@@ -44,7 +52,10 @@ def ten_crop(images, size):
         images = images[None]
     if images.ndim != 4:
         raise ValueError(f"images must be (B, H, W, C) or (H, W, C), got {images.shape}")
-    crops = [images[:, t : t + size, left : left + size, :] for t, left in crop_offsets(images.shape[1], images.shape[2], size)]
+    crops = [
+        images[:, t : t + size, left : left + size, :]
+        for t, left in crop_offsets(images.shape[1], images.shape[2], size)
+    ]
     crops += [c[:, :, ::-1, :] for c in crops]
     out = np.stack(crops, axis=1)
     return out[0] if single else out

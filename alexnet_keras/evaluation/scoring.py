@@ -158,8 +158,7 @@ def _comparability(info, images, outputs):
     if reasons:
         return False, "; ".join(reasons)
     return True, (
-        "the full ImageNet-1k validation set (the table is on the test set; [P] found the two "
-        "within 0.1 points)"
+        "the full ImageNet-1k validation set (the table is on the test set; [P] found the two within 0.1 points)"
     )
 
 
@@ -245,13 +244,15 @@ def score(models, ds, info, *, ten_crop=False, max_images=None, names=None):
         ten_crop=bool(ten_crop),
         models=len(models),
         nonfinite=counter.nonfinite,
-        warnings=[f"{counter.nonfinite:,} of {counter.n:,} images had non-finite outputs (NaN or inf), counted as wrong"]
-        if counter.nonfinite else [],
+        warnings=[
+            f"{counter.nonfinite:,} of {counter.n:,} images had non-finite outputs (NaN or inf), counted as wrong"
+        ]
+        if counter.nonfinite
+        else [],
     )
 
 
-def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_size=32, max_images=None,
-             names=None):
+def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_size=32, max_images=None, names=None):
     """Loads the data with the models' preprocessing and scores them.
 
     Args:
@@ -272,8 +273,9 @@ def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_s
     from ..models.presets import load_models
 
     models = [m for m in (models if isinstance(models, (list, tuple)) else [models])]
-    names = names or [os.fspath(m) if isinstance(m, (str, os.PathLike)) else getattr(m, "name", "model")
-                      for m in models]
+    names = names or [
+        os.fspath(m) if isinstance(m, (str, os.PathLike)) else getattr(m, "name", "model") for m in models
+    ]
     paths = [m for m in models if isinstance(m, (str, os.PathLike))]
     loaded = iter(load_models(paths))
     models = [next(loaded) if isinstance(m, (str, os.PathLike)) else m for m in models]

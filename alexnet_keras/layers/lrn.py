@@ -54,9 +54,7 @@ class LocalResponseNormalization(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels is not None and channels % self.groups:
-            raise ValueError(
-                f"{self.name}: {channels} channels do not split into {self.groups} groups"
-            )
+            raise ValueError(f"{self.name}: {channels} channels do not split into {self.groups} groups")
 
     def call(self, inputs):
         # Window sums as one matmul with a constant band matrix, on rows of

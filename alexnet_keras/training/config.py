@@ -40,8 +40,17 @@ MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed seeds numpy, which takes 32 
 
 # Fields a resumed run may change; every other field keeps the value saved in config.json.
 RESUME_MAY_CHANGE = (
-    "epochs", "lr_schedule", "plateau_patience", "validation_steps", "strategy", "simulate_gtx580",
-    "jit_compile", "steps_per_execution", "tfds_data_dir", "tfds_manual_dir", "run_dir",
+    "epochs",
+    "lr_schedule",
+    "plateau_patience",
+    "validation_steps",
+    "strategy",
+    "simulate_gtx580",
+    "jit_compile",
+    "steps_per_execution",
+    "tfds_data_dir",
+    "tfds_manual_dir",
+    "run_dir",
 )
 
 
@@ -174,8 +183,9 @@ class TrainConfig:
                 raise UserError(f"bad value for {name}: {getattr(self, name)!r} (expected true or false)")
         if self.spatial_norm2 not in (None, True, False):
             raise UserError(f"bad value for spatial_norm2: {self.spatial_norm2!r} (expected true, false or none)")
-        if self.variant == "owt" and (self.fidelity != "paper" or self.conv1_order == "cuda-convnet"
-                                      or self.spatial_norm2):
+        if self.variant == "owt" and (
+            self.fidelity != "paper" or self.conv1_order == "cuda-convnet" or self.spatial_norm2
+        ):
             raise UserError("fidelity, conv1_order and spatial_norm2 apply to --variant 2012 only")
         for name in _PATH_FIELDS:
             value = getattr(self, name)
@@ -184,8 +194,9 @@ class TrainConfig:
         if not isinstance(self.data, str) or not self.data:
             raise UserError(f"bad value for data: {self.data!r} (expected 'synthetic', a folder or tfds:NAME)")
         if not isinstance(self.lr_schedule, str):
-            raise UserError(f"bad value for lr_schedule: {self.lr_schedule!r} (expected 'paper', 'step:E1,E2,...' "
-                            "or 'cc145')")
+            raise UserError(
+                f"bad value for lr_schedule: {self.lr_schedule!r} (expected 'paper', 'step:E1,E2,...' or 'cc145')"
+            )
         parse_schedule(self.lr_schedule)
         return self
 
@@ -200,7 +211,9 @@ def read_config_file(path):
     except OSError as e:
         raise UserError(f"cannot read config file {path}: {e.strerror}") from None
     except UnicodeDecodeError:
-        raise UserError(f"config file {path} is not UTF-8 text; it must hold a JSON object of TrainConfig fields") from None
+        raise UserError(
+            f"config file {path} is not UTF-8 text; it must hold a JSON object of TrainConfig fields"
+        ) from None
     try:
         values = json.loads(text)
     except json.JSONDecodeError as e:
@@ -209,8 +222,10 @@ def read_config_file(path):
         values = values["config"]
     if not isinstance(values, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(values), "a number")
-        raise UserError(f'config file {path} holds {kind}; it must hold a JSON object of TrainConfig fields, '
-                        'e.g. {"batch_size": 64}')
+        raise UserError(
+            f"config file {path} holds {kind}; it must hold a JSON object of TrainConfig fields, "
+            'e.g. {"batch_size": 64}'
+        )
     return values
 
 
@@ -256,8 +271,10 @@ def parse_schedule(spec):
             drops = None
         if drops and all(0 < b for b in drops):
             return StepSchedule(drops=drops)
-    raise UserError(f"bad --lr-schedule {spec!r}: use 'paper', 'cc145' or 'step:E1,E2,...' (1-based epochs from "
-                    "which the lr is divided by 10, e.g. step:25,51,79)")
+    raise UserError(
+        f"bad --lr-schedule {spec!r}: use 'paper', 'cc145' or 'step:E1,E2,...' (1-based epochs from "
+        "which the lr is divided by 10, e.g. step:25,51,79)"
+    )
 
 
 def resolve(config, info):
@@ -301,11 +318,15 @@ def resumed_config(record, config, given):
             continue
         if key not in RESUME_MAY_CHANGE:
             flag = "--" + key.replace("_", "-")
-            raise UserError(f"{flag} {new} conflicts with this run's saved {key} {old}; a resumed run keeps it "
-                            "(leave the flag out, or start a new --run-dir)")
+            raise UserError(
+                f"{flag} {new} conflicts with this run's saved {key} {old}; a resumed run keeps it "
+                "(leave the flag out, or start a new --run-dir)"
+            )
         if key == "lr_schedule" and lr_layers(new) != lr_layers(old):
-            raise UserError(f"--lr-schedule {new} conflicts with this run's saved lr_schedule {old}: their optimizers "
-                            "hold different per-layer rates, so a resumed run cannot switch; start a new --run-dir")
+            raise UserError(
+                f"--lr-schedule {new} conflicts with this run's saved lr_schedule {old}: their optimizers "
+                "hold different per-layer rates, so a resumed run cannot switch; start a new --run-dir"
+            )
         changed[key] = [old, new]
     saved = dataclasses.replace(saved, **{k: v[1] for k, v in changed.items()}, run_dir=config.run_dir)
     return saved, changed

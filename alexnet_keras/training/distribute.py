@@ -98,8 +98,12 @@ def strategy_for(strategy="auto", simulate_gtx580=False):
 
 def strategy_name(strategy):
     """The public name of a strategy for output: "default", "mirrored", "multi-worker", ..."""
-    names = {"_DefaultDistributionStrategy": "default", "MirroredStrategy": "mirrored",
-             "MultiWorkerMirroredStrategy": "multi-worker", "OneDeviceStrategy": "one-device"}
+    names = {
+        "_DefaultDistributionStrategy": "default",
+        "MirroredStrategy": "mirrored",
+        "MultiWorkerMirroredStrategy": "multi-worker",
+        "OneDeviceStrategy": "one-device",
+    }
     return names.get(type(strategy).__name__, type(strategy).__name__)
 
 

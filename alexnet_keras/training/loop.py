@@ -83,8 +83,12 @@ def build_model(config, class_wnids=None, spec=None):
         preprocessing=spec,
     )
     model.compile(
-        optimizer=PaperSGD(config.lr, momentum=config.momentum, coupled_decay=config.weight_decay,
-                           lr_layers=lr_layers(config.lr_schedule)),
+        optimizer=PaperSGD(
+            config.lr,
+            momentum=config.momentum,
+            coupled_decay=config.weight_decay,
+            lr_layers=lr_layers(config.lr_schedule),
+        ),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="acc"),
@@ -201,24 +205,40 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         model, loaded, note = _resume(model, new_model, run, schedule, writer)
         resumed_from = loaded["epoch"] if loaded else 0
         if config.epochs < resumed_from:
-            raise UserError(f"--epochs {config.epochs} is fewer than the {resumed_from} epochs this run has "
-                            f"finished; give --epochs {resumed_from + 1} or more to extend it")
+            raise UserError(
+                f"--epochs {config.epochs} is fewer than the {resumed_from} epochs this run has "
+                f"finished; give --epochs {resumed_from + 1} or more to extend it"
+            )
         echo(note)
 
     # 2. Write: only now does the run directory change.
-    _start_run_dir(run, config, info, resume=resume, saved_record=saved_record, changed=changed,
-                   resumed_from=resumed_from, loaded=loaded, history_rows=history_rows, chief=chief)
+    _start_run_dir(
+        run,
+        config,
+        info,
+        resume=resume,
+        saved_record=saved_record,
+        changed=changed,
+        resumed_from=resumed_from,
+        loaded=loaded,
+        history_rows=history_rows,
+        chief=chief,
+    )
     if mean is not None and not (run / preprocessing.MEAN_IMAGE_FILE).exists():
         run.write_with(preprocessing.MEAN_IMAGE_FILE, lambda tmp: preprocessing.save_mean_image(mean, tmp))
     echo("config: " + json.dumps(config.as_dict()))
     if changed:
         echo("changed on resume: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
     echo(f"data: {info.describe()}")
-    echo(f"strategy: {distribute.strategy_name(strategy)} with {replicas} replica(s), "
-         f"{config.batch_size // replicas} images each")
+    echo(
+        f"strategy: {distribute.strategy_name(strategy)} with {replicas} replica(s), "
+        f"{config.batch_size // replicas} images each"
+    )
     images_per_epoch = steps * config.batch_size
-    echo(f"2012 clock: one epoch of {images_per_epoch} images would take "
-         f"{clock.format_duration(clock.gtx580_seconds(images_per_epoch, macs))} on 2x GTX 580")
+    echo(
+        f"2012 clock: one epoch of {images_per_epoch} images would take "
+        f"{clock.format_duration(clock.gtx580_seconds(images_per_epoch, macs))} on 2x GTX 580"
+    )
 
     # 3. Train.
     timer = Clock(images_per_epoch, macs, echo)
@@ -240,9 +260,19 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
 
     # 4. Report.
     done = writer.finished
-    summary = _summary(writer, timer, info, config, replicas=replicas, strategy=distribute.strategy_name(strategy),
-                       resumed_from=resumed_from, seconds=here, images_per_epoch=images_per_epoch, macs=macs,
-                       stopped=stopped)
+    summary = _summary(
+        writer,
+        timer,
+        info,
+        config,
+        replicas=replicas,
+        strategy=distribute.strategy_name(strategy),
+        resumed_from=resumed_from,
+        seconds=here,
+        images_per_epoch=images_per_epoch,
+        macs=macs,
+        stopped=stopped,
+    )
     run.write_json("summary.json", summary)
     if stopped:
         kept = f"the state after epoch {done} is kept" if done else "nothing was saved"
@@ -313,7 +343,9 @@ def _steps_per_epoch(config, info):
     if steps is None:
         raise UserError("the training set's size is unknown; give --steps-per-epoch")
     if not steps:
-        raise UserError(f"the training set ({info.train_examples} images) is smaller than one batch of {config.batch_size}")
+        raise UserError(
+            f"the training set ({info.train_examples} images) is smaller than one batch of {config.batch_size}"
+        )
     return steps
 
 
@@ -386,14 +418,18 @@ def _fit(model, stream, val_ds, config, resumed_from, steps, callback_list, writ
     except NonFinite as e:
         return str(e)
     except UserError as e:  # a failed write: say what stays resumable
-        kept = f"the run resumes from epoch {writer.finished} with --resume" if writer.finished else (
-            "no epoch was finished")
+        kept = (
+            f"the run resumes from epoch {writer.finished} with --resume"
+            if writer.finished
+            else ("no epoch was finished")
+        )
         raise UserError(f"{e}; {kept}") from None
     return None
 
 
-def _summary(writer, timer, info, config, *, replicas, strategy, resumed_from, seconds, images_per_epoch, macs,
-             stopped):
+def _summary(
+    writer, timer, info, config, *, replicas, strategy, resumed_from, seconds, images_per_epoch, macs, stopped
+):
     """How the run ended, as `summary.json` records it."""
     last = writer.rows[-1] if writer.rows else {}
 

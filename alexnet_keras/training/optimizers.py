@@ -35,8 +35,7 @@ class PaperSGD(keras.optimizers.SGD):
     0.0005
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.9, coupled_decay=5e-4, lr_layers=(), name="paper_sgd",
-                 **kwargs):
+    def __init__(self, learning_rate=0.01, momentum=0.9, coupled_decay=5e-4, lr_layers=(), name="paper_sgd", **kwargs):
         super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=False, name=name, **kwargs)
         self.coupled_decay = float(coupled_decay)
         self.lr_layers = tuple(lr_layers)

@@ -102,8 +102,9 @@ class RunDir:
             except OSError:
                 pass
             if isinstance(e, OSError) or _is_disk_error(e):
-                raise UserError(f"cannot write {path}: {error_text(e)}; its previous version is kept and "
-                                "no partial file is left") from None
+                raise UserError(
+                    f"cannot write {path}: {error_text(e)}; its previous version is kept and no partial file is left"
+                ) from None
             raise
         try:
             _fsync(path.parent)  # makes the rename itself durable; not every filesystem allows it
@@ -132,8 +133,9 @@ class RunDir:
         found = []
         for folder in (self.path, self.path / "checkpoints", self.path / "backup"):
             if folder.is_dir():
-                found += [p for p in folder.iterdir()
-                          if p.is_file() and (TMP_TAG + "." in p.name or p.name.endswith(TMP_TAG))]
+                found += [
+                    p for p in folder.iterdir() if p.is_file() and (TMP_TAG + "." in p.name or p.name.endswith(TMP_TAG))
+                ]
         return sorted(found)
 
 
@@ -159,10 +161,14 @@ def _check_fresh(run):
     if not path.exists() or all(p.name == _tmp_name("config.json") for p in path.iterdir()):
         return
     if run.config_record() is not None:
-        raise UserError(f"{path} already holds an alexnet-keras run; add --resume to continue or extend it "
-                        "(--resume --epochs N), or give another --run-dir")
-    raise UserError(f"{path} is not empty and is not an alexnet-keras run (no config.json marked {RUN_SCHEMA}); "
-                    "give a new or empty --run-dir")
+        raise UserError(
+            f"{path} already holds an alexnet-keras run; add --resume to continue or extend it "
+            "(--resume --epochs N), or give another --run-dir"
+        )
+    raise UserError(
+        f"{path} is not empty and is not an alexnet-keras run (no config.json marked {RUN_SCHEMA}); "
+        "give a new or empty --run-dir"
+    )
 
 
 def read_history(run):
@@ -178,8 +184,10 @@ def read_history(run):
         raise UserError(f"cannot read {path}: {e}; move it away and --resume again") from None
     ok = header[:1] == ["epoch"] and all(r.get("epoch", "").isdigit() and int(r["epoch"]) >= 1 for r in rows)
     if not ok:
-        raise UserError(f"{path} is not a history this package wrote (its first column must be 'epoch', "
-                        "counting from 1); move it away and --resume again")
+        raise UserError(
+            f"{path} is not a history this package wrote (its first column must be 'epoch', "
+            "counting from 1); move it away and --resume again"
+        )
     return rows
 
 
@@ -199,7 +207,7 @@ def backup_epochs(run):
     """Epochs with a backup record, newest first."""
     found = []
     for p in (run / "backup").glob("epoch-*.json"):
-        stem = p.name[len("epoch-"):-len(".json")]
+        stem = p.name[len("epoch-") : -len(".json")]
         if stem.isdigit():
             found.append(int(stem))
     return sorted(found, reverse=True)
@@ -216,8 +224,13 @@ def read_record(run, record_path):
         record = json.loads((run / record_path).read_text())
     except (OSError, ValueError) as e:
         raise UnusableState(f"{record_path} is unreadable ({error_text(e)})") from None
-    ok = (isinstance(record, dict) and record.get("schema") == RUN_SCHEMA and type(record.get("epoch")) is int
-          and record["epoch"] >= 1 and isinstance(record.get("weights"), str))
+    ok = (
+        isinstance(record, dict)
+        and record.get("schema") == RUN_SCHEMA
+        and type(record.get("epoch")) is int
+        and record["epoch"] >= 1
+        and isinstance(record.get("weights"), str)
+    )
     if not ok:
         raise UnusableState(f"{record_path} is unreadable (not a record of this package)")
     return record
@@ -239,8 +252,9 @@ def open_run(config, resume, given, chief=True):
         return config, run, None, {}
     record = run.config_record()
     if record is None:
-        raise UserError(f"{run.path} is not an alexnet-keras run (no config.json marked {RUN_SCHEMA}); "
-                        "nothing to resume")
+        raise UserError(
+            f"{run.path} is not an alexnet-keras run (no config.json marked {RUN_SCHEMA}); nothing to resume"
+        )
     config, changed = resumed_config(record, config, given)
     return config.validate(), run, record, changed
 

@@ -87,7 +87,9 @@ def load_keras(path):
     """
     path = existing(path)
     if not zipfile.is_zipfile(path):
-        raise UserError(f"cannot load {path}: not a valid .keras file (a .keras model is a zip archive; this one is not)")
+        raise UserError(
+            f"cannot load {path}: not a valid .keras file (a .keras model is a zip archive; this one is not)"
+        )
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # zip, JSON, h5 and deserialisation errors come in many types

@@ -31,9 +31,7 @@ def export_npz(model, path):
     Example:
     >>> export_npz(AlexNet("owt"), "alexnet_owt.npz")  # doctest: +SKIP
     """
-    arrays = {
-        f"{layer.name}/{w.name}": keras.ops.convert_to_numpy(w) for layer in model.layers for w in layer.weights
-    }
+    arrays = {f"{layer.name}/{w.name}": keras.ops.convert_to_numpy(w) for layer in model.layers for w in layer.weights}
     arrays["meta/variant"] = np.array(model.variant)
     if model.include_top:
         arrays["meta/dropout"] = np.array(model.dropout)
