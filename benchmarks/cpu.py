@@ -41,9 +41,17 @@ import sys
 import time
 
 # torch and torchvision before TensorFlow: the other order segfaults (TF 2.21, torchvision 0.29.1).
-import torch
+try:
+    import torch
 
-from benchmarks import peers  # imports torchvision
+    from benchmarks import peers  # imports torchvision
+except ImportError as e:  # the peers are the point of the benchmark: say how to get them
+    print(
+        f"benchmarks.cpu: error: the torch peers need torch and torchvision ({e}); "
+        "pip install '.[torch]' (CPU-only builds: see the README)",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
