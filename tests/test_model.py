@@ -44,25 +44,31 @@ def test_parameter_counts(paper_model):
     assert AlexNet(variant="owt").count_params() == 61_100_840
 
 
+# The 2012 network's layers in order, named as in the paper (plus the input and the flatten).
+PAPER_NAMES = [
+    "image",
+    "conv1",
+    "lrn1",
+    "pool1",
+    "conv2",
+    "lrn2",
+    "pool2",
+    "conv3",
+    "conv4",
+    "conv5",
+    "pool5",
+    "flatten",
+    "fc6",
+    "drop6",
+    "fc7",
+    "drop7",
+    "fc8",
+]
+
+
 def test_layer_names_follow_the_paper(paper_model):
     names = [layer.name for layer in paper_model.layers]
-    for name in [
-        "conv1",
-        "lrn1",
-        "pool1",
-        "conv2",
-        "lrn2",
-        "pool2",
-        "conv3",
-        "conv4",
-        "conv5",
-        "pool5",
-        "fc6",
-        "drop6",
-        "fc7",
-        "drop7",
-        "fc8",
-    ]:
+    for name in PAPER_NAMES:
         assert name in names
     # Paper order: LRN before pooling, dropout after each hidden fc.
     assert names.index("lrn1") < names.index("pool1") and names.index("fc6") < names.index("drop6")
@@ -253,25 +259,6 @@ def test_dtype_reaches_the_2012_towers_and_lrn():
 
 # --- [CC] model 145's certain differences (issue 14; docs/cuda-convnet-2012.md Q2 D1-D4) ---
 SMALL = dict(include_top=False, input_shape=(67, 67, 3))  # pool1 7x7, pool2 3x3: cheap, every layer present
-PAPER_NAMES = [
-    "image",
-    "conv1",
-    "lrn1",
-    "pool1",
-    "conv2",
-    "lrn2",
-    "pool2",
-    "conv3",
-    "conv4",
-    "conv5",
-    "pool5",
-    "flatten",
-    "fc6",
-    "drop6",
-    "fc7",
-    "drop7",
-    "fc8",
-]
 
 
 def _upto(model, name):
