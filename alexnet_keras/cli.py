@@ -20,11 +20,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up cha
 PROG = "alexnet-keras"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Command(click.Command):
+    """Starts Keras only once the arguments parsed, so a usage error costs no backend start-up."""
+
+    def invoke(self, ctx):
+        _quiet_backend_start()
+        return super().invoke(ctx)
+
+
+class _Group(click.Group):
+    command_class = _Command
+    group_class = type  # subgroups are `_Group`s too, so their commands start Keras the same way
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="alexnet-keras", prog_name=PROG)
 def cli():
     """AlexNet (NIPS 2012) for Keras 3: build, train, replay ILSVRC 2012."""
-    _quiet_backend_start()
 
 
 def _quiet_backend_start():
@@ -411,7 +423,8 @@ def main(argv=None):
         click.echo(e.ctx.get_help())
         code = 0
     except click.UsageError as e:
-        click.echo(f"{PROG}: error: {e.format_message()} (see '{PROG} --help')", err=True)
+        where = e.ctx.command_path if e.ctx is not None else PROG
+        click.echo(f"{PROG}: error: {e.format_message()} (see '{where} --help')", err=True)
         code = 2
     except (click.ClickException, UserError) as e:
         message = e.format_message() if isinstance(e, click.ClickException) else str(e)
