@@ -28,6 +28,7 @@ Plain Python: training and scoring run as subprocesses of the package's CLI.
 
 import argparse
 import csv
+import io
 import json
 import os
 import pathlib
@@ -82,14 +83,17 @@ def log_path(run_dir):
     return run_dir.parent / (run_dir.name + ".log")
 
 
-def read_history(path):
-    """history.csv as a list of dicts: `epoch` an int, every other column a float (None if empty)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+def read_history_text(text):
+    """history.csv's text as a list of dicts: `epoch` an int, every other column a float (None if empty)."""
     return [
         {k: int(v) if k == "epoch" else (float(v) if v not in ("", None) else None) for k, v in row.items()}
-        for row in rows
+        for row in csv.DictReader(io.StringIO(text))
     ]
+
+
+def read_history(path):
+    """history.csv (see `read_history_text`)."""
+    return read_history_text(pathlib.Path(path).read_text())
 
 
 def parse_log(text):
