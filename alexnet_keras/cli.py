@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from . import constants
 from .constants import DROPOUT_MODES, FIDELITIES, INIT_SCHEMES, MEAN_MODES, STRATEGIES, VARIANTS, YEARS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the output
@@ -146,6 +147,25 @@ _TRAIN_FLAGS = {
         help="Folder holding manually downloaded TFDS files (e.g. ImageNet's tars).",
     ),
     "run_dir": click.option("--run-dir", type=click.Path(file_okay=False), help="Default: runs/<timestamp>."),
+    "init_from": click.option(
+        "--init-from",
+        metavar="SOURCE",
+        help="Fine-tune: start from a .keras model, a torchvision .pth, an .npz, or 'imagenet' (torchvision's "
+        f"weights); fc8 is replaced for the data's classes, variant and preprocessing follow SOURCE, and --lr "
+        f"defaults to {constants.FINETUNE_LR:g}.",
+    ),
+    "freeze": click.option(
+        "--freeze",
+        metavar="SPEC",
+        help="With --init-from: none (default), features (conv1-conv5) or up-to:LAYER (conv1 to LAYER, e.g. "
+        "up-to:fc6) keep their weights.",
+    ),
+    "val_split": click.option(
+        "--val-split",
+        type=float,
+        help="A folder of class folders without train/ and val/: the share of each class held out for validation "
+        f"(default {constants.DEFAULT_VAL_SPLIT:g}, seeded by --seed, recorded as {constants.SPLIT_FILE} in the run).",
+    ),
 }
 
 
@@ -411,6 +431,26 @@ def show_filters(model_path, out):
 
     fig = plot_filters(model_path, out)
     click.echo(f"wrote {out} ({len(fig.axes)} kernels)")
+
+
+@show.command("curves", cls=click.Command)  # plain Command: needs no Keras, so it starts none
+@click.option(
+    "--run-dir",
+    "run_dirs",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="A training run directory (its history.csv); repeat to overlay runs.",
+)
+@click.option("--label", "labels", multiple=True, help="Legend label per --run-dir, in order (default: folder names).")
+@click.option("--out", type=click.Path(), help="Image file to write (default: curves.png in the first --run-dir).")
+def show_curves(run_dirs, labels, out):
+    """Loss, top-1 and top-5 error against epoch (lr drops marked, 2012-clock axis)."""
+    from .plots import plot_curves
+
+    out = out or os.path.join(run_dirs[0], "curves.png")
+    plot_curves(list(run_dirs), out, labels=list(labels) or None)
+    click.echo(f"wrote {out} ({len(run_dirs)} run{'s' if len(run_dirs) > 1 else ''})")
 
 
 def main(argv=None):

@@ -28,6 +28,15 @@ STRATEGIES = ("auto", "default", "mirrored")
 MEAN_MODES = ("pixel", "image")  # [P] §2 subtracts the mean image; the mean pixel stays the default
 GTX580_MEMORY_BYTES = 3 * 2**30  # [P] §5: two GTX 580 3GB (simulations/data/gtx580.csv)
 
+# --- fine-tuning and folders of class folders ----------------------------------------
+FINETUNE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")  # kept from the source; fc8 is new
+FREEZE_MODES = ("none", "features")  # and "up-to:LAYER" (conv1 to LAYER); features: conv1 to conv5
+# 1/10 of the paper's from-scratch 0.01, as Caffe's fine-tuning example (finetune_flickr_style,
+# base_lr 0.001): pretrained layers move gently while the new head still learns.
+FINETUNE_LR = 0.001
+DEFAULT_VAL_SPLIT = 0.1  # held out per class when a folder has no train/ and val/
+SPLIT_FILE = "split.json"  # the auto split, recorded in the run directory
+
 # --- ImageNet and the competition ------------------------------------------------
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # what the data loaders read
 IMAGENET_VAL_PREFIX = "ILSVRC2012_val_"

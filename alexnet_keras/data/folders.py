@@ -4,10 +4,20 @@ Class names are the sorted folder names. Files that cannot be used are skipped
 and counted, never crash a run: undecodable files and files beyond the image
 limits (found once by `decode_cache`), dangling symlinks, symlink loops and file
 names that are not UTF-8. Validation files come in one fixed shuffled order.
+
+A folder of class folders without `train/` and `val/` is split per class by
+`auto_split` (seeded, stable across runs and processes); the split is a
+`FolderSplit` that a run records as `split.json` (`read_split` reads it back, and
+`eval_dataset` takes that file as its source to score the same validation files).
 """
 
+import dataclasses
+import decimal
 import errno
+import hashlib
+import json
 import os
+import pathlib
 import warnings
 
 import numpy as np
@@ -206,6 +216,12 @@ def load_folder(path, spec, *, batch_size, seed, validation):
         if not paths:
             raise UserError(f"no JPEG or PNG images in {root}/<class>/")
     splits = _drop_unusable(splits, path, skipped)
+    return _train_and_val(path, classes, splits, spec, batch_size, seed, skipped)
+
+
+def _train_and_val(path, classes, splits, spec, batch_size, seed, skipped):
+    """`load_folder`'s datasets and info from `[(train paths, labels)]` or `[train, val]`."""
+    validation = len(splits) == 2
     empty = {
         split: _empty_classes(classes, labels, split, path)
         for split, (_, labels) in zip(("train", "val"), splits, strict=False)  # no val split without validation
@@ -239,7 +255,12 @@ def folder_train_images(path):
 
 
 def eval_folder(where, spec, *, batch_size, split, crop, only_imagenet_val):
-    """`data.eval_dataset` for a folder: `where/<split>/<class>/`, or `where/<class>/` itself."""
+    """`data.eval_dataset` for a folder: `where/<split>/<class>/`, or `where/<class>/` itself.
+
+    `where` may also be a run's `split.json`: its recorded `split` ("val" or "train") files are scored.
+    """
+    if os.path.isfile(where) and str(where).endswith(".json"):
+        return _eval_recorded(where, spec, batch_size=batch_size, split=split, crop=crop)
     _check_folder(where)
     root = os.path.join(where, split)
     if not os.path.isdir(root):
@@ -257,3 +278,159 @@ def eval_folder(where, spec, *, batch_size, split, crop, only_imagenet_val):
     empty = {split: _empty_classes(classes, labels, split, root)}
     ds = _files_dataset(paths, labels, spec, train=False, batch_size=batch_size, crop=crop)
     return ds, _folder_info(root, classes, None, len(paths), spec, batch_size, skipped, empty)
+
+
+# --- a folder of class folders only: the recorded, deterministic split --------------------
+SPLIT_SCHEMA = "alexnet-keras split 1"
+SPLIT_RULE = (
+    "per class, sorted file names permuted by numpy default_rng([seed, first 8 bytes of sha256(class name)]); "
+    "the first round_half_up(fraction x images), at most images - 1, are val"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderSplit:
+    """Which files of `folder/<class>/` train and which validate; paths are `<class>/<file>`."""
+
+    folder: str
+    fraction: float
+    seed: int
+    classes: tuple
+    train: tuple
+    val: tuple
+    skipped: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # path -> (reason, detail)
+
+    def record(self):
+        """The JSON object a run saves as `split.json`."""
+        return {
+            "schema": SPLIT_SCHEMA,
+            "folder": self.folder,
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "rule": SPLIT_RULE,
+            "classes": list(self.classes),
+            "val_count": len(self.val),
+            "train_count": len(self.train),
+            "files_sha256": hashlib.sha256("\n".join([*self.train, "", *self.val]).encode()).hexdigest(),
+            "val": list(self.val),
+            "train": list(self.train),
+        }
+
+    def labelled(self, which):
+        """(absolute paths, labels) of the `which` ("train" or "val") files."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        files = self.train if which == "train" else self.val
+        return [os.path.join(self.folder, f) for f in files], [index[f.split("/", 1)[0]] for f in files]
+
+
+def val_count(images, fraction):
+    """Validation images for a class of `images`: round half up of `fraction x images`, keeping one to train.
+
+    Exact decimal arithmetic, so 0.1 x 25 = 2.5 rounds to 3 (binary floats give 2.5000000000000004 but
+    0.3 x 5 = 1.4999999999999998).
+
+    >>> [val_count(n, 0.1) for n in (1, 4, 5, 9, 10, 25)], val_count(2, 0.9)
+    ([0, 0, 1, 1, 1, 3], 1)
+    """
+    exact = decimal.Decimal(repr(float(fraction))) * images
+    return max(0, min(int(exact + decimal.Decimal("0.5")), images - 1))
+
+
+def _class_key(name):
+    """A number from a class name that is the same in every process (Python's hash() is salted)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big")
+
+
+def has_split_folders(path):
+    """Whether `path` has a `train/` or `val/` folder (then it is not split automatically)."""
+    return any(os.path.isdir(os.path.join(path, s)) for s in ("train", "val"))
+
+
+def auto_split(path, fraction, seed):
+    """The split of a folder of class folders (no `train/`, `val/`): stratified, seeded, deterministic.
+
+    Each class's usable files (sorted names) are permuted by a generator seeded with
+    `seed` and the class name, and the first `val_count(n, fraction)` go to val, so a
+    class's split depends on nothing but its own files, the fraction and the seed.
+    Classes left without val images are warned about in one line.
+    """
+    _check_folder(path)
+    if has_split_folders(path):
+        raise UserError(f"{path} has train/ or val/ folders: it is split already (leave out --val-split)")
+    skipped = {}
+    classes = _folder_classes(path, skipped)
+    if len(classes) < 2:
+        raise UserError(f"{path} has only one class folder ({classes[0]}); need at least 2")
+    paths, labels = _list_images(path, classes, skipped=skipped)
+    if not paths:
+        raise UserError(f"no JPEG or PNG images in {path}/<class>/")
+    [(paths, labels)] = _drop_unusable([(paths, labels)], path, skipped)
+    train, val = [], []
+    for label, cls in enumerate(classes):
+        names = [os.path.basename(p) for p, y in zip(paths, labels, strict=True) if y == label]
+        order = np.random.default_rng([seed, _class_key(cls)]).permutation(len(names))
+        chosen = set(order[: val_count(len(names), fraction)].tolist())
+        for i, name in enumerate(names):
+            (val if i in chosen else train).append(f"{cls}/{name}")
+    folder = str(pathlib.Path(path).resolve())
+    return FolderSplit(folder, float(fraction), int(seed), tuple(classes), tuple(train), tuple(val), skipped)
+
+
+def read_split(path):
+    """A `FolderSplit` from a run's `split.json`; files gone since are dropped with a warning."""
+    path = pathlib.Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read the recorded split {path}: {getattr(e, 'strerror', None) or e}") from None
+    keys = ("folder", "fraction", "seed", "classes", "train", "val")
+    if not isinstance(record, dict) or record.get("schema") != SPLIT_SCHEMA or any(k not in record for k in keys):
+        raise UserError(f"{path} is not a split recorded by alexnet-keras ({SPLIT_SCHEMA}); start a new run")
+    folder = record["folder"]
+    _check_folder(folder)
+    classes = tuple(record["classes"])
+    kept, gone = {}, []
+    for which in ("train", "val"):
+        files = [f for f in record[which] if f.split("/", 1)[0] in classes]
+        kept[which] = tuple(f for f in files if os.path.isfile(os.path.join(folder, f)))
+        gone += [f for f in files if f not in kept[which]]
+    if gone:
+        warnings.warn(
+            f"{len(gone)} file(s) of the split recorded in {path} are gone from {folder} (e.g. {gone[0]}); "
+            "the rest of the recorded split is used",
+            stacklevel=2,
+        )
+    return FolderSplit(folder, float(record["fraction"]), int(record["seed"]), classes, kept["train"], kept["val"])
+
+
+def load_split(split, spec, *, batch_size, seed, validation=True):
+    """`load_folder` for a `FolderSplit`: the same datasets and info, from the split's lists."""
+    splits = [split.labelled("train"), split.labelled("val")] if validation else [split.labelled("train")]
+    if not splits[0][0]:
+        raise UserError(f"the split of {split.folder} leaves no training images")
+    if validation and not splits[1][0]:
+        raise UserError(
+            f"--val-split {split.fraction:g} leaves no validation images in {split.folder} (each class gives "
+            "round(fraction x its images), keeping one to train): give a larger --val-split"
+        )
+    return _train_and_val(split.folder, list(split.classes), splits, spec, batch_size, seed, dict(split.skipped))
+
+
+def split_train_images(split):
+    """The decoded training images of a `FolderSplit`, for `compute_mean_image`."""
+    paths, _ = split.labelled("train")
+    return tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string)).map(_read_and_decode, AUTOTUNE)
+
+
+def _eval_recorded(where, spec, *, batch_size, split, crop):
+    """`eval_folder` for a run's `split.json`: the files it recorded for `split`."""
+    if split not in ("train", "val"):
+        raise UserError(f"a recorded split has train and val files, not {split!r}")
+    recorded = read_split(where)
+    paths, labels = recorded.labelled(split)
+    if not paths:
+        raise UserError(f"the split recorded in {where} has no {split} images")
+    classes = list(recorded.classes)
+    empty = {split: _empty_classes(classes, labels, split, recorded.folder)}
+    ds = _files_dataset(paths, labels, spec, train=False, batch_size=batch_size, crop=crop)
+    return ds, _folder_info(recorded.folder, classes, None, len(paths), spec, batch_size, {}, empty)

@@ -22,6 +22,8 @@ from ..constants import (
     DEFAULT_INIT,
     DROPOUT_MODES,
     FIDELITIES,
+    FINETUNE_LAYERS,
+    FREEZE_MODES,
     INIT_SCHEMES,
     LRN_CONVENTIONS,
     MEAN_MODES,
@@ -90,7 +92,7 @@ _FLOAT_FIELDS = {
     "dropout_rate": (0.0, False, 1.0),
 }
 _BOOL_FIELDS = ("simulate_gtx580", "jit_compile")
-_PATH_FIELDS = ("tfds_data_dir", "tfds_manual_dir", "run_dir")
+_PATH_FIELDS = ("tfds_data_dir", "tfds_manual_dir", "run_dir", "init_from")
 
 
 @dataclasses.dataclass
@@ -133,6 +135,10 @@ class TrainConfig:
     tfds_data_dir: str | None = None
     tfds_manual_dir: str | None = None
     run_dir: str | None = None
+    # Fine-tuning (training.finetune): start from a model's weights with a new fc8 for the data's classes.
+    init_from: str | None = None  # a .keras, .pth or .npz file, or "imagenet" (torchvision's weights)
+    freeze: str = "none"  # "none", "features" (conv1-conv5) or "up-to:LAYER" (conv1 to LAYER, up to fc7)
+    val_split: float | None = None  # a folder without train/ and val/: the share held out per class (default 0.1)
 
     @classmethod
     def field_names(cls):
@@ -198,7 +204,44 @@ class TrainConfig:
                 f"bad value for lr_schedule: {self.lr_schedule!r} (expected 'paper', 'step:E1,E2,...' or 'cc145')"
             )
         parse_schedule(self.lr_schedule)
+        self._validate_finetune()
         return self
+
+    def _validate_finetune(self):
+        """The fine-tuning and auto-split fields (training.finetune, data.folders)."""
+        if not isinstance(self.freeze, str):
+            raise UserError(f"bad value for freeze: {self.freeze!r} (expected none, features or up-to:LAYER)")
+        if frozen_layers(self.freeze) and self.init_from is None:
+            raise UserError(
+                f"--freeze {self.freeze} needs --init-from: frozen layers keep their starting weights, "
+                "and without a source those are random"
+            )
+        v = self.val_split
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v < 1
+        ):
+            raise UserError(f"bad value for val_split: {v!r} (expected a number > 0 and < 1, e.g. 0.1)")
+
+
+def frozen_layers(spec):
+    """The layers `--freeze spec` keeps fixed, in order; `UserError` for an unknown spec.
+
+    >>> frozen_layers("features"), frozen_layers("up-to:conv2"), frozen_layers("none")
+    (('conv1', 'conv2', 'conv3', 'conv4', 'conv5'), ('conv1', 'conv2'), ())
+    """
+    if spec == "none":
+        return ()
+    if spec == "features":
+        return FINETUNE_LAYERS[:5]
+    if isinstance(spec, str) and spec.startswith("up-to:"):
+        layer = spec[len("up-to:") :]
+        if layer in FINETUNE_LAYERS:
+            return FINETUNE_LAYERS[: FINETUNE_LAYERS.index(layer) + 1]
+        raise UserError(
+            f"bad --freeze {spec!r}: unknown layer {layer!r} (up-to: takes one of {', '.join(FINETUNE_LAYERS)}; "
+            "fc8 is replaced and always trains)"
+        )
+    raise UserError(f"bad --freeze {spec!r}: use {', '.join(FREEZE_MODES)} or up-to:LAYER (e.g. up-to:conv5)")
 
 
 def read_config_file(path):

@@ -25,6 +25,7 @@ from ..constants import DEFAULT_PREPROCESSING
 from ..errors import UserError
 from ..models import AlexNet
 from ..simulations import clock, memory
+from . import finetune
 from .callbacks import (
     Clock,
     FiniteGuard,
@@ -184,12 +185,19 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise UserError(f"batch size {config.batch_size} does not divide by {replicas} replicas")
-    config, train_ds, val_ds, info, spec, mean = _load_data(config, run)
+    # --init-from's weights and a plain folder's split (training.finetune); both None otherwise.
+    config, source, split = finetune.prepare(config, run, resume, given)
+    config, train_ds, val_ds, info, spec, mean = _load_data(
+        config, run, spec=finetune.source_spec(config, source), split=split
+    )
 
     def new_model():
         keras.utils.set_random_seed(config.seed)  # the same initial weights as a fresh run
         with strategy.scope():
-            model = build_model(config, class_wnids=info.class_wnids, spec=spec)
+            if source is not None:
+                model = finetune.initial_model(config, info, spec, source)
+            else:
+                model = build_model(config, class_wnids=info.class_wnids, spec=spec)
             model.optimizer.build(model.trainable_variables)
         return model
 
@@ -224,12 +232,15 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         history_rows=history_rows,
         chief=chief,
     )
+    finetune.record_split(run, split)
     if mean is not None and not (run / preprocessing.MEAN_IMAGE_FILE).exists():
         run.write_with(preprocessing.MEAN_IMAGE_FILE, lambda tmp: preprocessing.save_mean_image(mean, tmp))
     echo("config: " + json.dumps(config.as_dict()))
     if changed:
         echo("changed on resume: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
     echo(f"data: {info.describe()}")
+    if source is not None:
+        echo(finetune.describe(config, source))
     echo(
         f"strategy: {distribute.strategy_name(strategy)} with {replicas} replica(s), "
         f"{config.batch_size // replicas} images each"
@@ -251,7 +262,7 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         noise_off = schedule.boundaries.colour_noise_off if schedule.boundaries is not None else None
         quiet = None
         if noise_off is not None and config.epochs >= noise_off:
-            quiet = (noise_off, lambda: _load_data(config, run, spec=spec, colour_noise=False)[1])
+            quiet = (noise_off, lambda: _load_data(config, run, spec=spec, colour_noise=False, split=split)[1])
         stream = training_stream(train_ds, resumed_from, steps, pass_batches, quiet)
         stopped = _fit(model, stream, val_ds, config, resumed_from, steps, callback_list, writer, verbose)
     else:
@@ -294,7 +305,7 @@ def _source_options(config):
     )
 
 
-def _load_data(config, run, spec=None, colour_noise=True):
+def _load_data(config, run, spec=None, colour_noise=True, split=None):
     """The training and validation datasets, the config with the data's defaults
     resolved, the preprocessing spec and the mean image computed here (or None).
 
@@ -312,16 +323,20 @@ def _load_data(config, run, spec=None, colour_noise=True):
             if saved.exists():
                 spec = preprocessing.with_mean_image(spec, preprocessing.load_mean_image(saved))
             else:
-                mean = data.compute_mean_image(config.data, spec=spec, **_source_options(config))
+                images = config.data if split is None else finetune.split_train_images(split)
+                mean = data.compute_mean_image(images, spec=spec, **_source_options(config))
                 spec = preprocessing.with_mean_image(spec, mean)
     keras.utils.set_random_seed(config.seed)
-    train_ds, val_ds, info = data.load(
-        config.data,
-        spec=spec,
-        synthetic_val_examples=config.synthetic_val_examples,
-        colour_noise=colour_noise,
-        **_source_options(config),
-    )
+    if split is not None:  # a folder of class folders: its recorded (or new) split
+        train_ds, val_ds, info = finetune.load_split(split, spec, config, colour_noise)
+    else:
+        train_ds, val_ds, info = data.load(
+            config.data,
+            spec=spec,
+            synthetic_val_examples=config.synthetic_val_examples,
+            colour_noise=colour_noise,
+            **_source_options(config),
+        )
     config = resolve(config, info)
     if info.classes < 2:
         raise UserError(f"the data has {info.classes} class; training needs at least 2")
