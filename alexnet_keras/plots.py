@@ -11,8 +11,14 @@ through `save_figure`, so a notebook's or a program's own backend is left alone.
   one group of 64.
 * `plot_leaderboard`: an ILSVRC table as a bar chart, with a placed entry, and
   [P]'s own models below it as unranked reference bars (outlined, no fill).
+* `plot_curves`: a run's loss, top-1 and top-5 error against epoch from its
+  `history.csv`, lr drops marked, with a top axis in 2012-clock time; several
+  runs overlay.
 """
 
+import csv
+import itertools
+import json
 import math
 import os
 
@@ -292,3 +298,164 @@ def plot_leaderboard(placement_or_year, path, title=None):
     figure_format(path)
     save_figure(leaderboard_figure(placement_or_year, title=title), path, dpi=120, bbox_inches="tight")
     return path
+
+
+# --- training curves -----------------------------------------------------------
+# (panel title, y label, history column -> plotted value); error = 1 - accuracy.
+_CURVE_PANELS = (
+    ("loss", "loss", "loss", False),
+    ("top-1 error", "top-1 error", "acc", True),
+    ("top-5 error", "top-5 error", "top5_acc", True),
+)
+# The 2012-clock axis's unit, picked so the axis reads in small numbers: (name, seconds, up to this many seconds).
+_CLOCK_UNITS = (("s", 1, 120), ("min", 60, 2 * 3600), ("h", 3600, 2 * 86400), ("days", 86400, math.inf))
+
+
+def read_curves(run_dir):
+    """A run directory's `history.csv` as columns: `{"epoch": [1, 2, ...], "loss": [...], ...}` (floats).
+
+    Empty cells (a metric a resumed run added later) become NaN, which matplotlib leaves as a gap.
+    Raises `UserError` (one line) for a missing directory, a missing, empty or foreign history.
+    """
+    run_dir = os.fspath(run_dir)
+    if not os.path.isdir(run_dir):
+        raise UserError(f"run directory {run_dir} not found: give --run-dir a directory that `train` wrote")
+    path = os.path.join(run_dir, "history.csv")
+    if not os.path.isfile(path):
+        raise UserError(f"{run_dir} has no history.csv: it is not a run directory, or no epoch has finished there yet")
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    if not rows:
+        raise UserError(f"{path} has no finished epoch yet: plot it after the first epoch ends")
+    columns = {}
+    try:
+        for key in rows[0]:
+            if key is None:  # a row longer than the header
+                raise ValueError("a row has more cells than the header")
+            columns[key] = [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
+    except ValueError as e:
+        raise UserError(f"{path} is not a history this package wrote ({e})") from None
+    if "epoch" not in columns or any(not (e >= 1 and e == int(e)) for e in columns["epoch"]):
+        raise UserError(f"{path} is not a history this package wrote (its 'epoch' column must count from 1)")
+    columns["epoch"] = [int(e) for e in columns["epoch"]]
+    return columns
+
+
+def lr_drops(columns):
+    """`[(epoch, lr)]`: each 1-based epoch that trained at a lower rate than the one before it, and that rate.
+
+    The history's `lr` is the rate each epoch trained at, so a drop "at epoch n"
+    takes effect between epochs n-1 and n; `plot_curves` draws it at x = n - 1.
+    """
+    lrs = columns.get("lr")
+    if not lrs:
+        return []
+    pairs = zip(columns["epoch"], lrs, strict=True)
+    return [(e, lr) for (_, before), (e, lr) in itertools.pairwise(pairs) if lr < before]
+
+
+def gtx580_epoch_seconds(run_dir):
+    """One epoch of this run on the paper's two GTX 580s (the 2012 clock), from its `summary.json`; None without one.
+
+    `summary.json` (written when `train` returns) holds the clock's seconds for
+    all finished epochs, `gtx580_equivalent_seconds`, and `epochs_completed`.
+    """
+    try:
+        with open(os.path.join(os.fspath(run_dir), "summary.json"), encoding="utf-8") as f:
+            summary = json.load(f)
+        seconds, epochs = float(summary["gtx580_equivalent_seconds"]), int(summary["epochs_completed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return seconds / epochs if epochs > 0 and seconds > 0 else None
+
+
+def clock_unit(seconds):
+    """`(name, seconds per unit)` for an axis spanning `seconds` of 2012 clock time."""
+    for name, size, up_to in _CLOCK_UNITS:
+        if seconds <= up_to:
+            return name, size
+    raise AssertionError("unreachable: the last unit has no bound")
+
+
+def plot_curves(run_dirs, out=None, labels=None):
+    """Training curves of one or several runs: loss, top-1 and top-5 error against epoch.
+
+    Each run is one colour: training solid, validation dashed (error = 1 -
+    accuracy). Each lr drop is a dotted vertical line at the end of the last
+    epoch at the old rate (gid ``"lr_drop"``). The top panel has a second x axis
+    in 2012-clock time (the first run with a `summary.json`: `gtx580_epoch_seconds`).
+
+    Args:
+        run_dirs: a run directory or a list of them (each with a `history.csv`).
+        out: image file to write (extension picks the format, PNG without one); `None` only returns the figure.
+        labels: one legend label per run (default: the directory's name).
+
+    Returns:
+        The matplotlib `Figure`: three axes (loss, top-1 error, top-5 error), x = epoch.
+
+    Example:
+    >>> fig = plot_curves(["runs/a", "runs/b"], "curves.png", labels=["paper", "step"])  # doctest: +SKIP
+    """
+    from matplotlib.figure import Figure
+
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]
+    run_dirs = [os.fspath(r) for r in run_dirs]
+    if not run_dirs:
+        raise UserError("no run directory given: give at least one --run-dir")
+    if labels is None:
+        labels = [os.path.basename(os.path.normpath(r)) or r for r in run_dirs]
+    labels = list(labels)
+    if len(labels) != len(run_dirs):
+        raise UserError(f"{len(labels)} labels for {len(run_dirs)} run directories: give one label per run")
+    runs = [read_curves(r) for r in run_dirs]  # first: a missing run dir is the likelier mistake than the out path
+    if out is not None:
+        figure_format(out)
+
+    fig = Figure(figsize=(8, 9), layout="constrained")
+    axes = fig.subplots(len(_CURVE_PANELS), 1, sharex=True)
+    colours = [f"C{i % 10}" for i in range(len(runs))]
+    for ax, (title, ylabel, key, is_accuracy) in zip(axes, _CURVE_PANELS, strict=True):
+        for columns, label, colour in zip(runs, labels, colours, strict=True):
+            for prefix, style, split in (("", "-", "train"), ("val_", "--", "val")):
+                values = columns.get(prefix + key)
+                if values is None:
+                    continue
+                y = [1.0 - v for v in values] if is_accuracy else values
+                ax.plot(columns["epoch"], y, style, color=colour, marker="o", markersize=3, label=f"{label} {split}")
+            for epoch, lr in lr_drops(columns):
+                ax.axvline(epoch - 1, color=colour, linestyle=":", linewidth=1, gid="lr_drop")
+                if ax is axes[0]:
+                    ax.annotate(
+                        f"lr {lr:g}",
+                        (epoch - 1, 1),
+                        xycoords=("data", "axes fraction"),
+                        xytext=(2, -10),
+                        textcoords="offset points",
+                        fontsize=7,
+                        color=colour,
+                    )
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[-1].set_xlabel("epoch")
+    last = max(max(c["epoch"]) for c in runs)
+    axes[-1].set_xlim(0, last + 0.5)
+
+    clocks = [(label, gtx580_epoch_seconds(r)) for label, r in zip(labels, run_dirs, strict=True)]
+    timed = [(label, seconds) for label, seconds in clocks if seconds]
+    if timed:
+        label, per_epoch = timed[0]
+        unit, size = clock_unit(per_epoch * last)
+        scale = per_epoch / size
+        top = axes[0].secondary_xaxis("top", functions=(lambda e: e * scale, lambda t: t / scale))
+        whose = f", {label}" if len(runs) > 1 else ""
+        top.set_xlabel(f"2012 clock ({unit} on 2x GTX 580{whose})")
+        top.set_gid("gtx580_clock")
+    if out is not None:
+        save_figure(fig, out, dpi=120)
+    return fig

@@ -339,4 +339,34 @@ CASES = [
         "no conv1 layer",
         setup=_files(m_keras=plain_keras),
     ),
+    # --- show curves -------------------------------------------------------------------
+    case(
+        "show-curves-missing-run-dir",
+        ["show", "curves", "--run-dir", "no-such-run"],
+        "run directory no-such-run not found",
+    ),
+    case(
+        "show-curves-no-history",
+        ["show", "curves", "--run-dir", "{run}"],
+        "has no history.csv",
+        setup=_files(run=_folder),
+    ),
+    case(
+        "show-curves-foreign-history",
+        ["show", "curves", "--run-dir", "{run}"],
+        "not a history this package wrote",
+        setup=lambda tmp: {"run": str(_history(tmp / "run", b"step,loss\n1,0.5\n"))},
+    ),
+    case(
+        "show-curves-bad-out",
+        ["show", "curves", "--run-dir", "{run}", "--out", "curves.xyz"],
+        ".xyz is not an image format",
+        setup=lambda tmp: {"run": str(_history(tmp / "run", b"epoch,loss\n1,0.5\n"))},
+    ),
 ]
+
+
+def _history(run, content):
+    run.mkdir()
+    (run / "history.csv").write_bytes(content)
+    return run
