@@ -11,6 +11,15 @@ pass costs about twice the forward); that ratio is an assumption, not a measurem
 This module imports no Keras: pass MACs per image in, for example
 `alexnet_keras.profile.totals(profile_model(model))["macs"]`.
 
+The split ([P] §3.2): each card does half of every layer's MACs, and the cards
+exchange activations at conv3 and the fully connected layers over PCIe
+(`simulations.memory.towers_plan`). `split_breakdown` divides the calibrated
+time per image into the cards' compute and the exchange: the exchange at the
+PCIe 2.0 x16 peak (`data/gtx580.csv`; a lower bound, no measured peer-to-peer
+rate was found), not overlapped with compute (an assumption), and the rest is
+compute, which scales with MACs. `gtx580_seconds(..., exchange_bytes_per_image=...)`
+then prices another net or layout by its own MACs and exchange.
+
 Example:
 >>> round(IMAGES_PER_SECOND, 1)
 227.3
@@ -30,21 +39,90 @@ DAYS_MIDPOINT = sum(DAYS) / 2
 CARDS = 2
 IMAGES_PER_SECOND = EPOCHS * IMAGES_PER_EPOCH / (DAYS_MIDPOINT * 86400)
 FORWARD_SHARE = 1.0 / 3.0  # inference / training cost per image (assumed)
+# Bytes one card sends the other per training image in the 2012 split, from
+# memory.towers_plan(profile_model(AlexNet("2012")), batch).sent_bytes_per_card / batch:
+# forward halves of pool2 (13x13x128), pool5 (6x6x128), fc6 and fc7 (2048 each) and
+# the logits (500), their gradients back (logits: none), float32:
+# (2 x (21632 + 4608 + 2048 + 2048) + 500) x 4.
+REFERENCE_EXCHANGE_BYTES = (2 * (13 * 13 * 128 + 6 * 6 * 128 + 2048 + 2048) + 500) * 4
 
 
-def gtx580_seconds(images, macs_per_image=REFERENCE_MACS, training=True, days=DAYS_MIDPOINT):
+def pcie_bytes_per_second():
+    """One direction of a GTX 580's PCIe 2.0 x16 link: lanes x GT/s x 8/10 (8b/10b) / 8 bits.
+
+    Example:
+    >>> pcie_bytes_per_second() / 1e9
+    8.0
+    """
+    lanes, rate = GTX580.value("pcie_lanes"), GTX580.value("pcie_transfer_rate")
+    derived = lanes * rate * 1e9 * 8 / 10 / 8
+    stated = GTX580.value("pcie_bandwidth") * 1e9
+    if abs(derived - stated) > 1e6:  # the file's derived row must follow from its raw rows
+        raise ValueError(f"gtx580.csv: pcie_bandwidth {stated:g} disagrees with lanes x rate x 8/10 / 8 = {derived:g}")
+    return derived
+
+
+def split_breakdown(
+    macs_per_image=REFERENCE_MACS, exchange_bytes_per_image=REFERENCE_EXCHANGE_BYTES, days=DAYS_MIDPOINT
+):
+    """Seconds per training image on the pair, as each card's compute plus the PCIe exchange.
+
+    The 2012 net's calibrated time per image (1 / 227.3 s) minus its exchange at
+    the PCIe peak is its compute; a net's compute scales with its MACs (each card
+    doing half of every layer's), its exchange with the bytes a card sends.
+    Time per image is the pair's: both cards work on every image at once.
+
+    Example:
+    >>> b = split_breakdown()
+    >>> round(b["images_per_second"], 1), round(b["exchange_share"], 3)
+    (227.3, 0.007)
+    """
+    reference = (days * 86400) / (EPOCHS * IMAGES_PER_EPOCH)
+    link = pcie_bytes_per_second()
+    reference_compute = reference - REFERENCE_EXCHANGE_BYTES / link
+    compute = reference_compute * macs_per_image / REFERENCE_MACS
+    exchange = exchange_bytes_per_image / link
+    per_card_flops = 3 * 2 * REFERENCE_MACS / CARDS / reference_compute  # forward + backward twice as costly
+    return {
+        "seconds_per_image": compute + exchange,
+        "images_per_second": 1 / (compute + exchange),
+        "compute_seconds_per_image": compute,
+        "exchange_seconds_per_image": exchange,
+        "exchange_share": exchange / (compute + exchange),
+        "macs_per_card_per_image": macs_per_image / CARDS,
+        "exchange_bytes_per_image": exchange_bytes_per_image,
+        "pcie_bytes_per_second": link,
+        "per_card_flops_achieved": per_card_flops,
+        "per_card_utilisation": per_card_flops / GTX580.peak_flops,
+        "assumptions": "exchange at the PCIe 2.0 x16 peak (8 GB/s each way, both cards sending at once), "
+        "not overlapped with compute; compute scales with MACs",
+    }
+
+
+def gtx580_seconds(
+    images, macs_per_image=REFERENCE_MACS, training=True, days=DAYS_MIDPOINT, exchange_bytes_per_image=None
+):
     """Seconds the paper's pair of GTX 580s would need for `images` images.
 
     Args:
         images: images processed (training examples seen, or images scored).
         macs_per_image: the model's forward multiply-accumulates per image.
-        training: False for inference (forward only, a third of the cost).
+        training: False for inference (forward only, a third of the compute).
         days: the calibration (5.5 by default; 5.0 or 6.0 give the range).
+        exchange_bytes_per_image: bytes one card sends the other per image in this
+            mode (see `split_breakdown`). None: the whole calibrated time scales
+            with MACs, exchange included (the 2012 net's own exchange share).
 
     Example:
     >>> round(gtx580_seconds(227.27, training=True), 2)
     1.0
+    >>> round(gtx580_seconds(227.27, exchange_bytes_per_image=REFERENCE_EXCHANGE_BYTES), 2)
+    1.0
     """
+    if exchange_bytes_per_image is not None:
+        b = split_breakdown(macs_per_image, exchange_bytes_per_image, days)
+        compute = b["compute_seconds_per_image"] * (1 if training else FORWARD_SHARE)
+        return images * (compute + b["exchange_seconds_per_image"])
     rate = EPOCHS * IMAGES_PER_EPOCH / (days * 86400)
     seconds = images * (macs_per_image / REFERENCE_MACS) / rate
     return seconds if training else seconds * FORWARD_SHARE

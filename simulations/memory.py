@@ -58,6 +58,7 @@ KEPT_FACTOR = {
     "Flatten": 0,
     "Reshape": 0,
     "LocalResponseNormalization": 3,
+    "TowerLocalResponseNormalization": 3,  # the same LRN, each tower's channels on their own
     "AlexNetDropout": 2,
     "Dropout": 2,
 }
@@ -836,4 +837,292 @@ def format_why_two_gpus(w):
         )
         lines.append(f"      source: {source}")
     lines.append(w.conclusion)
+    return "\n".join(lines)
+
+
+# --- The paper's towers split as Keras runs it (`--parallel towers`) -------------
+#
+# [P] §3.2: each GPU holds half of every layer's kernels; conv2, conv4 and conv5 read
+# only their own card's maps, and the cards talk at conv3 and the fully connected
+# layers. Under `keras.distribution.ModelParallel` with the paper's layout each card
+# holds half of every kernel (split along output channels), its optimizer state and
+# gradients, and its half of the channels of every activation for ALL images of the
+# batch; a layer that reads both towers gathers the other card's half of its input.
+# Terms as in `plan()` (what TF/XLA keeps for backprop), with three differences:
+# the input batch is whole on each card, a tower's convolution reads its own half
+# directly (no split-tower input copy), and the gathered halves are kept too.
+
+TOWER_CARDS = 2  # [P] §3.2: two GPUs, one tower each
+# Weight layers that read both towers when their input is tower-split: conv3, fc6-8.
+# GroupedConv2D (conv2/4/5) reads only its own tower; conv1 reads the whole image.
+GATHERING_KINDS = ("Conv2D", "Dense")
+INPUT_KINDS = ("InputLayer",)
+
+
+def _half(n):
+    """The fuller card's half of `n` (ceil)."""
+    return -(-int(n) // 2)
+
+
+@dataclass
+class TowersPlan:
+    """Per-card memory and per-step exchange of the paper's two-card split. Bytes per card."""
+
+    batch_size: int
+    cards: int
+    budget_bytes: int
+    weights_bytes: int
+    gradients_bytes: int
+    optimizer_bytes: int
+    activations_bytes: int
+    gathered_bytes: int
+    transient_bytes: int
+    workspace_bytes: int
+    exchange_buffer_bytes: int
+    per_image_bytes: int
+    fixed_bytes: int
+    exchanges: list = field(default_factory=list)
+    layers: list = field(default_factory=list)
+
+    @property
+    def total_bytes(self):
+        return (
+            self.weights_bytes
+            + self.gradients_bytes
+            + self.optimizer_bytes
+            + self.activations_bytes
+            + self.gathered_bytes
+            + self.transient_bytes
+            + self.workspace_bytes
+            + self.exchange_buffer_bytes
+        )
+
+    @property
+    def fits(self):
+        return self.total_bytes <= self.budget_bytes
+
+    @property
+    def max_batch(self):
+        """The largest batch (every card sees all of it) within the budget."""
+        spare = self.budget_bytes - self.fixed_bytes
+        return max(0, spare // self.per_image_bytes) if self.per_image_bytes else None
+
+    @property
+    def sent_bytes_per_card(self):
+        """Bytes one card sends in one training step (forward activations + backward gradients)."""
+        return sum(e["forward_bytes"] + e["backward_bytes"] for e in self.exchanges)
+
+    @property
+    def exchanged_bytes_per_step(self):
+        """Bytes crossing between the cards in one step, both directions together."""
+        return self.cards * self.sent_bytes_per_card
+
+    def verdict(self):
+        word = "fits" if self.fits else "does not fit"
+        return (
+            f"{word}: {_gib(self.total_bytes)} per card of a {_gib(self.budget_bytes)} budget "
+            f"(towers: {self.cards} cards, each half of every layer, all {self.batch_size} images)"
+        )
+
+    def as_dict(self):
+        return {
+            "parallel": "towers",
+            "batch_size": self.batch_size,
+            "cards": self.cards,
+            "budget_bytes": self.budget_bytes,
+            "per_card_bytes": {
+                "weights": self.weights_bytes,
+                "gradients": self.gradients_bytes,
+                "optimizer": self.optimizer_bytes,
+                "activations": self.activations_bytes,
+                "gathered_inputs": self.gathered_bytes,
+                "backprop_transients": self.transient_bytes,
+                "workspace": self.workspace_bytes,
+                "exchange_buffer": self.exchange_buffer_bytes,
+                "total": self.total_bytes,
+            },
+            "per_image_bytes": self.per_image_bytes,
+            "max_batch": self.max_batch,
+            "fits": self.fits,
+            "exchanges": self.exchanges,
+            "sent_bytes_per_card_per_step": self.sent_bytes_per_card,
+            "exchanged_bytes_per_step": self.exchanged_bytes_per_step,
+            "layers": self.layers,
+        }
+
+
+def towers_plan(
+    layers,
+    batch_size,
+    budget_bytes=GTX580_MEMORY_BYTES,
+    bytes_per_value=4,
+    optimizer_slots=1,
+    update_temporaries=UPDATE_TEMPORARIES["paper_sgd"],
+):
+    """Per-card memory and bytes exchanged per step for the paper's two-card split.
+
+    Every weight layer is halved along its output channels, fc8 too (each card
+    computes half of the logits, so the logits are gathered for the softmax: each
+    card sends its half forward and computes the softmax gradient of its own half
+    locally, so nothing goes back). [CC] kept fc8 whole on GPU 0 instead; that
+    layout is `why_two_gpus`'s.
+
+    Args:
+        layers: profile rows of a network with towers (`profile_model(AlexNet("2012"))`),
+            in network order; as for `plan()`.
+        batch_size: the batch; every card computes its half of every layer for all of it.
+        budget_bytes: memory of one card (3 GiB: a GTX 580 3 GB).
+        bytes_per_value, optimizer_slots, update_temporaries: as for `plan()`.
+
+    Returns:
+        a `TowersPlan`. `exchanges` lists, per exchange point, the bytes one card
+        sends the other (`forward_bytes`: its half of the activations; `backward_bytes`:
+        the gradient of the other card's half, which it computed); both cards send
+        the same.
+
+    Example:
+    >>> rows = [{"name": "image", "kind": "InputLayer", "params": 0, "activation_bytes": 8},
+    ...         {"name": "a", "kind": "Conv2D", "params": 10, "activation_bytes": 16},
+    ...         {"name": "b", "kind": "GroupedConv2D", "params": 6, "activation_bytes": 16},
+    ...         {"name": "c", "kind": "Dense", "params": 4, "activation_bytes": 4}]
+    >>> p = towers_plan(rows, 2)
+    >>> [(e["point"], e["forward_bytes"], e["backward_bytes"]) for e in p.exchanges]
+    [('c input', 16, 16), ('logits', 4, 0)]
+    """
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise UserError(f"batch size must be positive, got {batch_size}")
+    rows = [_row(layer) for layer in layers]
+    if not rows:
+        raise UserError("no layers to plan")
+    if not any(r.get("kind") == "GroupedConv2D" for r in rows):
+        raise UserError(
+            "--parallel towers needs a network with the paper's towers (AlexNet 2012's grouped conv2/4/5); "
+            "this one has none (owt): use --parallel data"
+        )
+
+    detail, exchanges = [], []
+    previous, previous_split, previous_name = 0, False, None
+    for i, r in enumerate(rows):
+        out = int(r["activation_bytes"])
+        kind = r.get("kind", "")
+        split = not (kind in INPUT_KINDS or i == 0)  # the input batch is whole on each card
+        own = _half(out) if split else out
+        gathered, whole_input = 0, 0
+        if kind in GATHERING_KINDS and previous_split:  # reads both towers: gather the other half
+            gathered, whole_input = previous - _half(previous), previous
+            exchanges.append(
+                {
+                    "point": f"{r['name']} input",
+                    "layer": r["name"],
+                    "tensor": previous_name,
+                    "forward_bytes": gathered * batch_size,
+                    "backward_bytes": gathered * batch_size,
+                }
+            )
+        detail.append(
+            {
+                **r,
+                "split": split,
+                "own_bytes": own,
+                "kept_bytes": KEPT_FACTOR.get(kind, 1) * own,
+                "gathered_bytes": gathered,
+                "whole_input_bytes": whole_input,
+            }
+        )
+        previous, previous_split, previous_name = out, split, r["name"]
+
+    last = max((i for i, d in enumerate(detail) if d.get("kind") in GATHERING_KINDS), default=None)
+    if last is not None and detail[last]["split"]:  # the softmax needs every class's logit on each card
+        logits = detail[last]
+        other = int(logits["activation_bytes"]) - logits["own_bytes"]
+        logits["gathered_bytes"] += other
+        exchanges.append(
+            {
+                "point": "logits",
+                "layer": logits["name"],
+                "tensor": logits["name"],
+                "forward_bytes": other * batch_size,
+                "backward_bytes": 0,
+            }
+        )
+
+    halves = [_half(r["params"]) for r in rows]
+    weights = sum(halves) * bytes_per_value
+    kept_per_image = sum(d["kept_bytes"] for d in detail)
+    gathered_per_image = sum(d["gathered_bytes"] for d in detail)
+    # gradients of the largest tensor a card holds alive at once (a gathered input is whole)
+    largest = max(max(d["own_bytes"], d["whole_input_bytes"]) for d in detail)
+    transient_per_image = TRANSIENT_FACTOR * largest
+    # one transfer's send buffer at a time (the largest), besides what is kept
+    buffer_per_image = max((max(e["forward_bytes"], e["backward_bytes"]) for e in exchanges), default=0) // batch_size
+    workspace = update_temporaries * max(halves) * bytes_per_value
+    fixed = weights * (2 + optimizer_slots) + workspace
+    return TowersPlan(
+        batch_size=batch_size,
+        cards=TOWER_CARDS,
+        budget_bytes=int(budget_bytes),
+        weights_bytes=weights,
+        gradients_bytes=weights,
+        optimizer_bytes=weights * optimizer_slots,
+        activations_bytes=kept_per_image * batch_size,
+        gathered_bytes=gathered_per_image * batch_size,
+        transient_bytes=transient_per_image * batch_size,
+        workspace_bytes=workspace,
+        exchange_buffer_bytes=buffer_per_image * batch_size,
+        per_image_bytes=kept_per_image + gathered_per_image + transient_per_image + buffer_per_image,
+        fixed_bytes=fixed,
+        exchanges=exchanges,
+        layers=detail,
+    )
+
+
+def check_towers_fits(layers, batch_size, budget_bytes=GTX580_MEMORY_BYTES, **kwargs):
+    """`towers_plan(...)`, raising `UserError` (one line) if a card's share does not fit."""
+    p = towers_plan(layers, batch_size, budget_bytes=budget_bytes, **kwargs)
+    if not p.fits:
+        raise UserError(
+            f"batch {p.batch_size} does not fit the towers split: {_gib(p.total_bytes)} per card > "
+            f"{_gib(p.budget_bytes)}; the largest batch that fits is about {p.max_batch}"
+        )
+    return p
+
+
+def format_towers_plan(p):
+    """The towers plan as text: per-layer halves, per-card memory, the exchanges."""
+    header = f"{'layer':<10} {'type':<27} {'output':<12} {'params/card':>12} {'own/img':>11} {'gathered/img':>13}"
+    lines = [header, "-" * len(header)]
+    for d in p.layers:
+        shape = "x".join(str(s) for s in d.get("output_shape", ()) or ())
+        lines.append(
+            f"{d['name']:<10} {d.get('kind', ''):<27} {shape:<12} {_half(d['params']):>12,} "
+            f"{d['own_bytes']:>11,} {d['gathered_bytes']:>13,}"
+        )
+    lines.append("-" * len(header))
+    lines.append(
+        f"training memory per card (towers: {p.cards} cards, half of every layer, all {p.batch_size} images, float32):"
+    )
+    for label, n in (
+        ("weights (half of every layer)", p.weights_bytes),
+        ("gradients", p.gradients_bytes),
+        ("optimizer slots", p.optimizer_bytes),
+        ("activations kept for backprop", p.activations_bytes),
+        ("gathered halves from the other card", p.gathered_bytes),
+        ("backprop transients", p.transient_bytes),
+        ("workspace (optimizer temporaries)", p.workspace_bytes),
+        ("exchange send buffer", p.exchange_buffer_bytes),
+    ):
+        lines.append(f"  {label:<36} {_mib(n):>14}")
+    lines.append(f"  {'total':<36} {_mib(p.total_bytes):>14}")
+    lines.append(f"  {'budget':<36} {_mib(p.budget_bytes):>14}")
+    lines.append(p.verdict())
+    lines.append(f"bytes one card sends the other per training step (batch {p.batch_size}):")
+    lines.append(f"  {'point':<14} {'tensor':<10} {'forward':>14} {'backward':>14}")
+    for e in p.exchanges:
+        lines.append(
+            f"  {e['point']:<14} {e['tensor']:<10} {_mib(e['forward_bytes']):>14} {_mib(e['backward_bytes']):>14}"
+        )
+    lines.append(
+        f"  per card {_mib(p.sent_bytes_per_card)} each way; {_mib(p.exchanged_bytes_per_step)} cross per step"
+    )
     return "\n".join(lines)
