@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from ..constants import IMAGE_EXTENSIONS, IMAGENET_VAL_PREFIX
 from ..errors import UserError
+from ..preprocessing import get_spec
 from .decode_cache import unusable_cached
 from .info import SKIP_DANGLING, SKIP_LIMITS, SKIP_LOOP, SKIP_NON_UTF8, SKIP_UNREADABLE, make_info
 from .limits import LIMITS_TEXT, decode_checked
@@ -405,6 +406,7 @@ def read_split(path):
 
 def load_split(split, spec, *, batch_size, seed, validation=True):
     """`load_folder` for a `FolderSplit`: the same datasets and info, from the split's lists."""
+    spec = get_spec(spec)
     splits = [split.labelled("train"), split.labelled("val")] if validation else [split.labelled("train")]
     if not splits[0][0]:
         raise UserError(f"the split of {split.folder} leaves no training images")
