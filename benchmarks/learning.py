@@ -53,10 +53,12 @@ SUMMARY = "summary.json"  # written when the run ends
 BEST_CHECKPOINT = "checkpoints/best.keras"
 LOG_NAME = "train.log"
 
-# Keras' one line per epoch when output is piped ("73/73 - 296s - 4s/step - acc: ...")
-# and the package's Clock line ("epoch 1: 44.9 img/s here; ...").
+# Keras' one line per epoch when output is piped ("Epoch 1/22", then "73/73 - 296s - 4s/step - acc: ..."),
+# the package's own epoch line that replaced it ("epoch 1/22: 73 steps in 4:56 - acc: ..."; h:mm:ss
+# or m:ss, training and validation), and its Clock line ("epoch 1: 44.9 img/s here; ...").
 _EPOCH_START = re.compile(r"^Epoch (\d+)/\d+\s*$")
 _EPOCH_END = re.compile(r"^\d+/\d+ - (\d+(?:\.\d+)?)(ms|s|min|h) - ")
+_EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+: \d+ steps? in (\d+(?::\d\d){1,2})\b")
 _CLOCK = re.compile(r"^epoch (\d+): ([\d.]+) img/s here")
 _UNIT_SECONDS = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
 
@@ -110,6 +112,11 @@ def parse_log(text):
             current = int(m.group(1))
         elif (m := _EPOCH_END.match(line)) and current is not None:
             epochs.setdefault(current, {})["seconds"] = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        elif m := _EPOCH_LINE.match(line):
+            seconds = 0
+            for part in m.group(2).split(":"):
+                seconds = 60 * seconds + int(part)
+            epochs.setdefault(int(m.group(1)), {})["seconds"] = float(seconds)
         elif m := _CLOCK.match(line):
             epochs.setdefault(int(m.group(1)), {})["images_per_second"] = float(m.group(2))
     return epochs

@@ -50,6 +50,20 @@ def test_parse_log_reads_seconds_and_rate_per_epoch():
     }
 
 
+def test_parse_log_reads_the_packages_own_epoch_line():
+    text = (
+        "epoch 1/22: 73 steps in 4:56 - acc: 0.1464 - loss: 2.3805 - val_acc: 0.2410\n"
+        "epoch 1: 44.9 img/s here; 2012 clock: this epoch would take 40.9 s on 2x GTX 580\n"
+        "epoch 2/22: 73 steps in 1:02:03 - acc: 0.2\n"
+        "epoch 3/22: 1 step in 0:07\n"
+    )
+    assert learning.parse_log(text) == {
+        1: {"seconds": 296.0, "images_per_second": 44.9},
+        2: {"seconds": 3723.0},
+        3: {"seconds": 7.0},
+    }
+
+
 def test_parse_log_of_a_resumed_run_keeps_the_last_attempt():
     text = LOG + "Epoch 3/3\nepoch 3: 80.0 img/s here\n73/73 - 140s - 2s/step\n"
     assert learning.parse_log(text)[3] == {"seconds": 140.0, "images_per_second": 80.0}
