@@ -14,7 +14,7 @@ import sys
 import click
 
 from . import constants
-from .constants import DROPOUT_MODES, FIDELITIES, INIT_SCHEMES, MEAN_MODES, STRATEGIES, VARIANTS, YEARS
+from .constants import DROPOUT_MODES, FIDELITIES, INIT_SCHEMES, MEAN_MODES, PARALLEL_MODES, STRATEGIES, VARIANTS, YEARS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the output
 
@@ -47,6 +47,9 @@ def _quiet_backend_start():
     bury our one-line errors. Python exceptions still surface normally. Importing
     layers, models and optimizers registers every class a saved model may name.
     """
+    from .training.distribute import require_backend_package
+
+    require_backend_package()  # a missing JAX or torch: one line naming the extra, not Keras' traceback
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
@@ -139,6 +142,12 @@ _TRAIN_FLAGS = {
     "seed": click.option("--seed", type=int, help="Seeds initial weights, shuffling and augmentation (0 to 2^32-1)."),
     "strategy": click.option(
         "--strategy", type=click.Choice(STRATEGIES), help="auto: mirrored over several GPUs, else one device."
+    ),
+    "parallel": click.option(
+        "--parallel",
+        type=click.Choice(PARALLEL_MODES),
+        help="data: replicas over all local devices (JAX DataParallel, TF mirrored); "
+        "towers: the paper's split of every layer over two devices (KERAS_BACKEND=jax).",
     ),
     "tfds_data_dir": click.option("--tfds-data-dir", type=click.Path(file_okay=False), help="TFDS data_dir."),
     "tfds_manual_dir": click.option(

@@ -25,6 +25,7 @@ FIDELITIES = ("paper", "cuda-convnet")  # [P]'s printed network, or every certai
 
 # --- training ------------------------------------------------------------------
 STRATEGIES = ("auto", "default", "mirrored")
+PARALLEL_MODES = ("data", "towers")  # --parallel: replicas over devices, or the paper's model split
 MEAN_MODES = ("pixel", "image")  # [P] §2 subtracts the mean image; the mean pixel stays the default
 GTX580_MEMORY_BYTES = 3 * 2**30  # [P] §5: two GTX 580 3GB (simulations/data/gtx580.csv)
 

@@ -302,8 +302,8 @@ def evaluate_best(run_dir, data=DEFAULT_DATA, out=RESULTS, echo=print):
         start = time.perf_counter()
         score = _cli_json([*argv, *extra, "--json"], f"alexnet-keras evaluate {' '.join(extra)}".strip())
         result[key] = {
-            "top1": 1 - score["top1_error"],
-            "top5": 1 - score["top5_error"],
+            "top1": round(1 - score["top1_error"], 6),  # 1 - 0.9 would print 0.09999999999999998
+            "top5": round(1 - score["top5_error"], 6),
             "top1_error": score["top1_error"],
             "top5_error": score["top5_error"],
             "ci95": score.get("ci95"),

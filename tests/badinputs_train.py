@@ -24,6 +24,8 @@ TINY = (
 RUN = ("--run-dir", "R")
 # A sitecustomize that makes writes under $ALEXNET_TEST_FAULT's folder fail inside the CLI process.
 FAULT_HOOK = str(pathlib.Path(__file__).resolve().parent / "fault_hook")
+# A folder whose `jax` package fails to import, as on a machine without JAX.
+NO_JAX = str(pathlib.Path(__file__).resolve().parent / "no_jax")
 
 
 def _config(content):
@@ -189,4 +191,34 @@ CASES = [
         expect="skip",
         slow=True,
     ),
+    # JAX backend and --parallel (issue 9). JAX's device count is fixed at start-up: XLA_FLAGS forces two CPUs.
+    case(
+        "train-parallel-towers-on-tf",
+        ["train", *RUN, *TINY, "--parallel", "towers"],
+        "KERAS_BACKEND=jax",
+        env={"KERAS_BACKEND": "tensorflow"},
+    ),
+    case(
+        "train-jax-not-installed",
+        ["train", *RUN, *TINY],
+        "pip install 'alexnet-keras[jax]'",
+        env={"KERAS_BACKEND": "jax", "PYTHONPATH": NO_JAX},
+    ),
+    case(
+        "train-parallel-data-batch-does-not-divide",
+        ["train", *RUN, *TINY, "--parallel", "data", "--batch-size", "7"],
+        "does not divide across 2 devices",
+        env={
+            "KERAS_BACKEND": "jax",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+            "CUDA_VISIBLE_DEVICES": "",
+        },
+    ),
+    case(
+        "train-simulate-gtx580-jax-one-cpu",
+        ["train", *RUN, *TINY, "--simulate-gtx580"],
+        "XLA_FLAGS=--xla_force_host_platform_device_count=2",
+        env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "", "CUDA_VISIBLE_DEVICES": ""},
+    ),
+    case("train-torch-backend", ["train", *RUN, *TINY], "KERAS_BACKEND is 'torch'", env={"KERAS_BACKEND": "torch"}),
 ]

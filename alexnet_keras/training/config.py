@@ -27,6 +27,7 @@ from ..constants import (
     INIT_SCHEMES,
     LRN_CONVENTIONS,
     MEAN_MODES,
+    PARALLEL_MODES,
     STRATEGIES,
     TOWER_IMPLS,
     VARIANTS,
@@ -48,6 +49,7 @@ RESUME_MAY_CHANGE = (
     "validation_steps",
     "strategy",
     "simulate_gtx580",
+    "parallel",
     "jit_compile",
     "steps_per_execution",
     "tfds_data_dir",
@@ -67,8 +69,10 @@ CHOICES = {
     "lrn_convention": LRN_CONVENTIONS,
     "conv1_order": CONV1_ORDERS,
     "mean": MEAN_MODES,
+    "parallel": PARALLEL_MODES,
 }
-_NONE_MEANS_DEFAULT = ("init", "dropout", "lrn_convention", "conv1_order")  # resolved from the variant or fidelity
+# Resolved from the variant or fidelity; parallel None: one device, or what --strategy / --simulate-gtx580 give.
+_NONE_MEANS_DEFAULT = ("init", "dropout", "lrn_convention", "conv1_order", "parallel")
 
 # (lowest allowed, whether None is allowed) for integer fields.
 _INT_FIELDS = {
@@ -127,6 +131,7 @@ class TrainConfig:
     seed: int = 0
     strategy: str = "auto"
     simulate_gtx580: bool = False
+    parallel: str | None = None  # "data" | "towers"; None: one device, or --strategy / --simulate-gtx580's
     jit_compile: bool = False  # off: XLA is slower for this net on TF CPU (benchmarks/RESULTS.md)
     steps_per_execution: int = 1
     synthetic_classes: int = 1000

@@ -56,6 +56,7 @@ def library_versions():
         "keras_backend": keras.backend.backend(),
         "tensorflow": tf.__version__,
         "numpy": numpy.__version__,
+        **({"jax": __import__("jax").__version__} if keras.backend.backend() == "jax" else {}),
         "platform": platform.platform(),
     }
 
@@ -95,7 +96,7 @@ def build_model(config, class_wnids=None, spec=None):
             keras.metrics.SparseCategoricalAccuracy(name="acc"),
             keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, config.classes), name="top5_acc"),
         ],
-        jit_compile=config.jit_compile,
+        jit_compile=config.jit_compile or keras.backend.backend() == "jax",  # JAX without jit runs op by op
         steps_per_execution=config.steps_per_execution,
     )
     return model
@@ -166,25 +167,19 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         TrainingStopped: the loss or the weights became NaN or infinite. Nothing
             from that epoch was saved; `summary.json` says why.
     """
-    if keras.backend.backend() != "tensorflow":
-        raise UserError(
-            f"train needs the TensorFlow backend (tf.data, tf.distribute); KERAS_BACKEND is "
-            f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
-        )
     from . import distribute
 
     # 1. Check everything, writing nothing.
     config.validate()
     given = given_fields(config) if given is None else set(given)
+    distribute.start_processes(config)  # several processes: join them first, so process 0 is the chief
     chief = distribute.is_chief()
     config, run, saved_record, changed = open_run(config, resume, given, chief)
     history_rows = read_history(run) if resume else []
     boundaries = parse_schedule(config.lr_schedule)
-    # Devices first: logical devices can only be set before TF initialises.
-    strategy = distribute.strategy_for(config.strategy, config.simulate_gtx580)
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise UserError(f"batch size {config.batch_size} does not divide by {replicas} replicas")
+    # Devices first: TF's logical devices and JAX's device setup come before either initialises.
+    devices = distribute.setup(config)
+    replicas = devices.replicas
     # --init-from's weights and a plain folder's split (training.finetune); both None otherwise.
     config, source, split = finetune.prepare(config, run, resume, given)
     config, train_ds, val_ds, info, spec, mean = _load_data(
@@ -193,7 +188,7 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
 
     def new_model():
         keras.utils.set_random_seed(config.seed)  # the same initial weights as a fresh run
-        with strategy.scope():
+        with devices.scope():
             if source is not None:
                 model = finetune.initial_model(config, info, spec, source)
             else:
@@ -242,8 +237,8 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     if source is not None:
         echo(finetune.describe(config, source))
     echo(
-        f"strategy: {distribute.strategy_name(strategy)} with {replicas} replica(s), "
-        f"{config.batch_size // replicas} images each"
+        f"strategy: {devices.name} with {replicas} replica(s), {devices.per_device_batch} images each"
+        + (f" (keras {keras.backend.backend()})" if devices.kind != "tf" else "")
     )
     images_per_epoch = steps * config.batch_size
     echo(
@@ -263,8 +258,10 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         quiet = None
         if noise_off is not None and config.epochs >= noise_off:
             quiet = (noise_off, lambda: _load_data(config, run, spec=spec, colour_noise=False, split=split)[1])
-        stream = training_stream(train_ds, resumed_from, steps, pass_batches, quiet)
-        stopped = _fit(model, stream, val_ds, config, resumed_from, steps, callback_list, writer, verbose)
+        stream = devices.distribute_dataset(training_stream(train_ds, resumed_from, steps, pass_batches, quiet))
+        val_stream = devices.distribute_dataset(val_ds)
+        with devices.fit_scope():
+            stopped = _fit(model, stream, val_stream, config, resumed_from, steps, callback_list, writer, verbose)
     else:
         echo(f"the run has finished all {config.epochs} epochs; nothing to train (give --epochs N to extend it)")
     here = time.perf_counter() - started
@@ -277,7 +274,7 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         info,
         config,
         replicas=replicas,
-        strategy=distribute.strategy_name(strategy),
+        strategy=devices.name,
         resumed_from=resumed_from,
         seconds=here,
         images_per_epoch=images_per_epoch,
