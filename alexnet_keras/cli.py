@@ -192,7 +192,14 @@ def _with_train_flags(command):
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir; with --epochs N, extend it to N epochs.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON file of TrainConfig fields.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any TrainConfig field.")
-def train(resume, config_file, overrides, **flags):
+@click.option("--quiet", is_flag=True, help="Print only errors and the final line (the run directory).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print only the run summary, as one JSON object on stdout; progress and messages go to stderr.",
+)
+def train(resume, config_file, overrides, quiet, as_json, **flags):
     """Train AlexNet with the 2012 recipe (synthetic data unless --data is given).
 
     Exit status: 0 when done, 1 when the loss or weights became NaN or infinite
@@ -213,11 +220,62 @@ def train(resume, config_file, overrides, **flags):
     config = TrainConfig().update(**values)
     if resume and not config.run_dir:
         raise click.UsageError("--resume needs --run-dir")
-    try:
-        run_training(config, resume=resume, given=set(values), echo=click.echo)
-    except TrainingStopped as e:
-        click.echo(f"{PROG}: error: {e}", err=True)
-        raise click.exceptions.Exit(1) from None
+    with _TrainOutput(quiet, as_json) as out:
+        try:
+            out.summary = run_training(config, resume=resume, given=set(values), echo=out.echo, verbose=out.verbose)
+        except TrainingStopped as e:
+            out.summary = e.summary
+            click.echo(f"{PROG}: error: {e}", err=True)
+            raise click.exceptions.Exit(1) from None
+
+
+class _TrainOutput:
+    """Where `train`'s output goes: all of it (default), only errors and the final line (`--quiet`), or only
+    the summary as JSON on stdout (`--json`: everything else, even C-level writes to fd 1, goes to stderr)."""
+
+    def __init__(self, quiet, as_json):
+        self.quiet, self.as_json = quiet, as_json
+        self.summary = None
+        self.lines = []
+        self.verbose = 0 if quiet else "auto"
+        if quiet:
+            self.echo = self.lines.append
+        elif as_json:
+            self.echo = lambda message: click.echo(message, err=True)
+        else:
+            self.echo = click.echo
+        self._saved_fd = self._redirect = None
+
+    def __enter__(self):
+        if self.as_json:
+            import contextlib
+
+            sys.stdout.flush()
+            try:
+                self._saved_fd = os.dup(1)
+                os.dup2(2, 1)
+            except (OSError, ValueError):  # no real fd 1 (an embedding program): Python-level only
+                self._saved_fd = None
+            self._redirect = contextlib.redirect_stdout(sys.stderr)
+            self._redirect.__enter__()
+        return self
+
+    def __exit__(self, kind, error, tb):
+        from .training.progress import end_line
+
+        end_line()
+        if self._redirect is not None:
+            sys.stdout.flush()
+            self._redirect.__exit__(kind, error, tb)
+            if self._saved_fd is not None:
+                os.dup2(self._saved_fd, 1)
+                os.close(self._saved_fd)
+        if self.as_json and self.summary is not None:
+            echo_json(self.summary)
+        elif self.quiet and kind is None:
+            final = [line for line in self.lines if str(line).startswith("run directory:")]
+            click.echo(final[-1] if final else (self.lines[-1] if self.lines else "done"))
+        return False
 
 
 # --- evaluate and compete ----------------------------------------------------------

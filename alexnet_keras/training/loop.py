@@ -13,9 +13,7 @@ TensorFlow (tf.data, tf.distribute) is imported when `train` runs, so this modul
 loads on any backend (benchmarks call `build_model` under JAX).
 """
 
-import json
 import platform
-import sys
 import time
 
 import keras
@@ -36,6 +34,7 @@ from .callbacks import (
 )
 from .config import given_fields, lr_layers, parse_schedule, resolve
 from .optimizers import PaperSGD
+from .progress import aligned_block, fit_callbacks, line_safe
 from .rundir import (
     RUN_SCHEMA,
     error_text,
@@ -169,6 +168,7 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     """
     from . import distribute
 
+    echo = line_safe(echo)  # a message never lands on the end of a progress bar
     # 1. Check everything, writing nothing.
     config.validate()
     given = given_fields(config) if given is None else set(given)
@@ -230,7 +230,7 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     finetune.record_split(run, split)
     if mean is not None and not (run / preprocessing.MEAN_IMAGE_FILE).exists():
         run.write_with(preprocessing.MEAN_IMAGE_FILE, lambda tmp: preprocessing.save_mean_image(mean, tmp))
-    echo("config: " + json.dumps(config.as_dict()))
+    echo(aligned_block("config", config.as_dict()))  # config.json keeps the JSON
     if changed:
         echo("changed on resume: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
     echo(f"data: {info.describe()}")
@@ -248,9 +248,11 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
 
     # 3. Train.
     timer = Clock(images_per_epoch, macs, echo)
-    callback_list = [FiniteGuard(), *callbacks, schedule, writer, timer]
+    # Progress first: it ends each epoch's bar before any later callback prints (training.progress).
+    callback_list = [*fit_callbacks(verbose), FiniteGuard(), *callbacks, schedule, writer, timer]
     if chief:
         callback_list.append(keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False, profile_batch=0))
+        echo(f"tensorboard: tensorboard --logdir {run.path / 'tensorboard'}")
     started = time.perf_counter()
     stopped = None
     if config.epochs > resumed_from:
@@ -413,8 +415,6 @@ def _start_run_dir(run, config, info, *, resume, saved_record, changed, resumed_
 
 def _fit(model, stream, val_ds, config, resumed_from, steps, callback_list, writer, verbose):
     """Runs `model.fit`; returns why it stopped early (a non-finite value) or None."""
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
     try:
         model.fit(
             stream,
@@ -425,7 +425,7 @@ def _fit(model, stream, val_ds, config, resumed_from, steps, callback_list, writ
             validation_steps=config.validation_steps,
             callbacks=callback_list,
             shuffle=False,  # the dataset is already shuffled
-            verbose=verbose,
+            verbose=0,  # progress.FitProgress draws the bar (Keras' own collided with our epoch lines)
         )
     except NonFinite as e:
         return str(e)
