@@ -251,7 +251,10 @@ def collect(run_dir, out=RESULTS, log=None):
         "epochs": table,
         "target": target_verdict(table),
         # summary.json's time when the run ended, else the epochs' (None if the log lacks one)
-        "seconds_total": summary.get("seconds_here") if summary else (None if None in seconds else sum(seconds)),
+        # The epochs' own seconds when the log has them all: summary.json's `seconds_here` counts only
+        # the last invocation of a resumed run (and startup).
+        "seconds_total": sum(seconds) if seconds and None not in seconds else _seconds_here(summary),
+        "resumes": len(config.get("resumes") or []),
         "images_per_second": summary.get("images_per_second") if summary else None,
         "stopped": summary.get("stopped") if summary else None,
         "log": LOG_NAME if log else None,
@@ -259,6 +262,13 @@ def collect(run_dir, out=RESULTS, log=None):
     }
     (out / "learning.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _seconds_here(summary):
+    """summary.json's time for the whole run, if it ran in one go; else None."""
+    if summary and not summary.get("resumed_from_epoch"):
+        return summary.get("seconds_here")
+    return None
 
 
 def format_report(report, markdown=False):
@@ -365,11 +375,11 @@ def main(argv=None):
                 raise BenchmarkError(f"--data {data} is not a folder: give the imagenette folder (train/ and val/)")
             run_dir = pathlib.Path(args.run_dir).resolve()
             run_training(run_dir, args.epochs, data_arg, args.resume)
+        if not args.no_eval and not (data / "val").is_dir():
+            raise BenchmarkError(f"{data / 'val'} is not a folder: give --data (the imagenette folder) or --no-eval")
         report = collect(run_dir, args.out, args.log)
         print(format_report(report, markdown=args.markdown), flush=True)
         if not args.no_eval:
-            if not (data / "val").is_dir():
-                raise BenchmarkError(f"{data / 'val'} is not a folder: give --data (the imagenette folder)")
             evaluate_best(run_dir, data, args.out)
         print(f"wrote {args.out}")
     except BenchmarkError as e:

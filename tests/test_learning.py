@@ -103,7 +103,8 @@ def test_collect_copies_small_files_only_and_reports(tmp_path):
     assert [r["seconds"] for r in rows] == [296.0, 120.0, 150.0]
     assert [r["lr"] for r in rows] == [0.01, 0.01, 0.001]
     assert report["target"]["met"] and report["target"]["first_epoch"] == 3
-    assert report["finished"] and report["seconds_total"] == 566.0
+    assert report["finished"] and report["seconds_total"] == 296.0 + 120.0 + 150.0  # the log's epochs
+    assert report["resumes"] == 0
     # The command is rebuilt from the run's own config, not from the benchmark's defaults.
     assert report["command"] == (
         "python -m alexnet_keras_cli train --simulate-gtx580 --data ../shared/data/imagenette --epochs 3 "
@@ -133,6 +134,14 @@ def test_collect_of_a_run_still_going(tmp_path):
     assert report["seconds_total"] is None and report["log"] is None  # no log: no seconds
     assert [r["seconds"] for r in report["epochs"]] == [None, None, None]
     assert "still running" in learning.format_report(report)
+
+
+def test_total_time_of_a_resumed_run_without_a_log_is_unknown(tmp_path):
+    run = _run_dir(tmp_path, log=False)
+    (run / "summary.json").write_text(json.dumps({**SUMMARY, "resumed_from_epoch": 1}))
+    assert learning.collect(run, tmp_path / "o")["seconds_total"] is None  # seconds_here misses epoch 1
+    (run / "summary.json").write_text(json.dumps(SUMMARY))
+    assert learning.collect(run, tmp_path / "o")["seconds_total"] == 566.0  # one go: summary.json's time
 
 
 def test_collect_only_without_history_is_one_line_exit_2(tmp_path, capsys):
