@@ -139,3 +139,72 @@ CASES = [
         slow=True,
     ),
 ]
+
+
+# --- fine-tuning (--init-from, --freeze) and the automatic split (--val-split) -------------
+def _plain_folder(tmp):
+    """tmp/plain/<class>/ with 3 small JPEGs per class: no train/ and val/."""
+    root = tmp / "plain"
+    for c, cls in enumerate(("a", "b")):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            (root / cls / f"{i}.jpg").write_bytes(encode(noise((24, 32, 3), 10 * c + i), "JPEG"))
+    return {"data": root, "tmp": tmp}
+
+
+def _unsafe_keras(tmp):
+    """A .keras model holding a Lambda layer (code): safe mode must refuse it."""
+    import keras
+
+    inputs = keras.Input((2,))
+    keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs)).save(tmp / "unsafe.keras")
+    return _plain_folder(tmp)
+
+
+def _finetune(id, extra, fragment, setup=_plain_folder, **kwargs):
+    argv = ["train", "--data", "{data}", "--run-dir", "{tmp}/run", "--batch-size", "2", *extra]
+    return case(id, argv, fragment, setup=setup, **kwargs)
+
+
+CASES += [
+    _finetune("finetune-val-split-above-1", ["--val-split", "1.5"], "bad value for val_split: 1.5"),
+    _finetune("finetune-init-from-missing", ["--init-from", "{tmp}/missing.pth"], "missing.pth: file not found"),
+    # slow: each is also checked in-process (test_finetune, test_split); these check the CLI's one line.
+    _finetune("finetune-val-split-zero", ["--set", "val_split=0"], "bad value for val_split: 0.0", slow=True),
+    _finetune(
+        "finetune-val-split-on-split-folder",
+        ["--val-split", "0.2"],
+        "has train/ and val/ already",
+        _folder,
+        slow=True,
+    ),
+    _finetune(
+        "finetune-freeze-unknown", ["--init-from", "{tmp}/x.pth", "--freeze", "top"], "bad --freeze 'top'", slow=True
+    ),
+    _finetune(
+        "finetune-freeze-unknown-layer",
+        ["--init-from", "{tmp}/x.pth", "--freeze", "up-to:fc8"],
+        "unknown layer 'fc8'",
+        slow=True,
+    ),
+    _finetune(
+        "finetune-freeze-without-init-from",
+        ["--freeze", "features"],
+        "--freeze features needs --init-from",
+        slow=True,
+    ),
+    _finetune(
+        "finetune-init-from-unsafe-keras",
+        ["--init-from", "{tmp}/unsafe.keras"],
+        "cannot load",
+        _unsafe_keras,
+        slow=True,
+    ),
+    # imagenet offline: nothing cached under KERAS_HOME (relative: the case's tmp dir), nothing on port 9.
+    _finetune(
+        "finetune-init-from-imagenet-offline",
+        ["--init-from", "imagenet"],
+        "cannot download http://127.0.0.1:9/",
+        env={"KERAS_HOME": "keras-home", "ALEXNET_OWT_URL": "http://127.0.0.1:9/alexnet-owt-7be5be79.pth"},
+    ),
+]

@@ -200,12 +200,12 @@ def test_fine_tune_real_images_predict_and_resume(seeded, imagenette, tmp_path):
     common = ["--data", str(data), "--run-dir", str(run), "--batch-size", "4", "--steps-per-epoch", "1"]
     first = _run("train", *common, "--init-from", str(seeded[0]), "--freeze", "features", "--epochs", "1")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert '"lr": 0.001' in first.stdout and '"variant": "owt"' in first.stdout
-    assert "fc8 new, conv1-conv5 frozen" in first.stdout
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert (saved["lr"], saved["variant"], saved["freeze"], saved["val_split"]) == (FINETUNE_LR, "owt", "features", 0.1)
+    assert "fc8 new, conv1-conv5 frozen, lr 0.001" in first.stdout
     record = json.loads((run / SPLIT_FILE).read_text())
     assert record["val_count"] == 3 and record["train_count"] == 15  # 6 per class: round(0.6) = 1 val each
 
-    assert json.loads((run / "config.json").read_text())["config"]["freeze"] == "features"
     after_1 = load_keras(run / "checkpoints" / "last.keras")
     image = data / wnids[0] / sorted(os.listdir(data / wnids[0]))[0]
     predicted = _run("predict", str(image), "--model", str(run / "checkpoints" / "last.keras"), "--top", "3")
