@@ -25,13 +25,30 @@ peak TF memory of a training step (`tf.config.experimental.get_memory_info`)
 against the planner (`alexnet_keras.simulations.memory.plan`, within its
 `CALIBRATION_TOLERANCE`).
 
-Everything runs on TensorFlow: no row needs JAX, so none is skipped without it.
+Backends (issue 9): the same train step on Keras/JAX (`jit_compile=True`), run in a
+child process (`benchmarks.cpu_backends`, `KERAS_BACKEND=jax`), against the TF row
+above: ratio = JAX img/s / TF img/s. Towers: the 2012 net split over two forced CPU
+devices (`XLA_FLAGS=--xla_force_host_platform_device_count=2`,
+`towers.distribution("2012")`) against one device, alternating in one child.
+Without JAX these rows are skipped and listed in the notes.
+
+Precision (issue 11): the TF train step with `TrainConfig(precision=...)` for each
+of `--precision` (default float32 and mixed_bfloat16), alternating step by step;
+ratio = mixed_bfloat16 / float32 img/s, target `PRECISION_TARGET`. The loss check
+trains each variant `--loss-steps` steps (200; 30 with --quick) on a fixed
+learnable synthetic set (10 classes, a colour offset per class, at the variant's
+input scale; the paper's lr 0.01 scaled linearly to the small batch) three times:
+float32 with seeds 0 and 1, mixed_bfloat16 with seed 0. The noise is the largest
+gap between the two float32 runs' loss curves (trailing mean over `--loss-window`
+steps); mixed_bfloat16 passes when its largest gap to the float32 seed-0 curve is
+no larger (`harness.within_noise`).
 
 Other processes on the machine slow both sides; the load average is recorded
 next to every row. Compare ratios, not absolute img/s, across runs.
 """
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -61,7 +78,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from alexnet_keras import profile  # noqa: E402
-from alexnet_keras.constants import DEFAULT_PREPROCESSING  # noqa: E402
+from alexnet_keras.constants import DEFAULT_PREPROCESSING, INPUT_SIZE  # noqa: E402
 from alexnet_keras.simulations import memory  # noqa: E402
 from alexnet_keras.training.config import TrainConfig  # noqa: E402
 from alexnet_keras.training.loop import build_model  # noqa: E402
@@ -75,6 +92,10 @@ TARGETS = {  # issue 6: minimum ratios at batch 64
     ("2012", "infer"): 2.0,
 }
 PIPELINE_TARGET = 2.0  # input pipeline img/s >= 2x model training img/s
+PRECISION_TARGET = 1.4  # issue 11: mixed_bfloat16 trains >= 1.4x float32's img/s (the matmul ceiling is 1.66x)
+PRECISIONS = ("float32", "mixed_bfloat16")
+LOSS_CLASSES = 10  # the loss check's synthetic classes
+SECTIONS = ("backends", "towers", "precision", "loss")  # besides the peer rows, which always run
 
 
 def default_data_path():
@@ -337,6 +358,191 @@ def profile_layers(variant, batch, steps, warmup, echo):
     return {"variant": variant, "batch": batch, "steps": steps, "blocks": rows, "load_average": harness.load_average()}
 
 
+def _child(kind, args, env_extra, timeout):
+    """Runs `benchmarks.cpu_backends KIND ARGS` in a JAX child; its RESULT, or {"error": ...}."""
+    import subprocess
+
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="", **env_extra)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(harness.REPO), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "benchmarks.cpu_backends", kind, *map(str, args)]
+    try:
+        proc = subprocess.run(command, cwd=harness.REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    tail = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    return {"error": f"exit {proc.returncode}: " + (tail[-1] if tail else "no output")}
+
+
+def _jax_available():
+    import importlib.util
+
+    return importlib.util.find_spec("jax") is not None
+
+
+def bench_backends(results, variants, batch, steps, warmup, echo, timeout):
+    """JAX against TF train img/s, per variant: the TF figure is this run's own train row."""
+    rows = []
+    tf_rate = {(r["variant"], r["batch"]): r for r in results if r["mode"] == "train"}
+    for variant in variants:
+        load = harness.load_average()
+        child = _child(
+            "train", ["--variant", variant, "--batch", batch, "--steps", steps, "--warmup", warmup], {}, timeout
+        )
+        tf_row = tf_rate.get((variant, batch))
+        row = {"variant": variant, "batch": batch, "load_average": [load, harness.load_average()]}
+        if "error" in child:
+            row["error"] = child["error"]
+            echo(f"{variant:>5} jax train {batch}: failed: {child['error']}")
+        else:
+            jax_rate = harness.rate(batch, child["seconds"])
+            row.update(
+                jax_img_s=round(jax_rate, 2),
+                jax_img_s_min_max=[round(batch / max(child["seconds"]), 2), round(batch / min(child["seconds"]), 2)],
+                steps=len(child["seconds"]),
+                jax=child["jax"],
+                tensorflow_imported_by_jax_child=child["tensorflow_imported"],
+            )
+            if tf_row:
+                row["tf_img_s"] = tf_row["ours_img_s"]
+                row["jax_over_tf"] = round(jax_rate / tf_row["ours_img_s"], 3)
+            echo(
+                f"{variant:>5} train {batch}: JAX {row['jax_img_s']:.1f} img/s, TF {row.get('tf_img_s', float('nan')):.1f}"
+                f" img/s, JAX/TF {row.get('jax_over_tf', float('nan')):.2f}"
+            )
+        rows.append(row)
+    return rows
+
+
+def bench_towers(batch, steps, warmup, echo, timeout):
+    """The 2012 split over two forced CPU devices against one device, in one JAX child."""
+    load = harness.load_average()
+    child = _child(
+        "towers",
+        ["--batch", batch, "--steps", steps, "--warmup", warmup],
+        {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+        timeout,
+    )
+    row = {"variant": "2012", "batch": batch, "devices": 2, "load_average": [load, harness.load_average()]}
+    if "error" in child:
+        row["error"] = child["error"]
+        echo(f"towers on 2 CPU devices: failed: {child['error']}")
+        return row
+    single, split = child["seconds"]["single"], child["seconds"]["towers"]
+    row.update(
+        single_img_s=round(harness.rate(batch, single), 2),
+        towers_img_s=round(harness.rate(batch, split), 2),
+        towers_over_single=round(harness.rate(batch, split) / harness.rate(batch, single), 3),
+        steps=len(split),
+        first_step_loss=child["first_step_loss"],
+        first_step_loss_rel_diff=child["first_step_loss_rel_diff"],
+        mesh=child["mesh"],
+    )
+    echo(
+        f" 2012 towers {batch}: 2 devices {row['towers_img_s']:.1f} img/s, 1 device {row['single_img_s']:.1f} img/s, "
+        f"ratio {row['towers_over_single']:.2f}; first-step loss rel. diff {row['first_step_loss_rel_diff']:.1e}"
+    )
+    return row
+
+
+def _precision_config(variant, batch, precision, **kwargs):
+    return TrainConfig(variant=variant, batch_size=batch, precision=precision, **kwargs)
+
+
+def bench_precision(variant, batch, steps, warmup, precisions, echo):
+    """TF train img/s of each precision, alternating step by step."""
+    x = tf.random.normal((batch, INPUT_SIZE[variant], INPUT_SIZE[variant], 3), seed=1)
+    y = tf.random.uniform((batch,), 0, 1000, tf.int32, seed=2)
+    models = {p: build_model(_precision_config(variant, batch, p, classes=1000)) for p in precisions}
+    load = harness.load_average()
+    t = harness.alternate({p: (lambda m=m: m.train_on_batch(x, y)) for p, m in models.items()}, steps, warmup)
+    row = {
+        "variant": variant,
+        "batch": batch,
+        "steps": steps,
+        "img_s": {p: round(harness.rate(batch, t[p]), 2) for p in precisions},
+        "logits_dtype": {p: str(m.layers[-1].compute_dtype) for p, m in models.items()},
+        "conv1_dtype": {p: str(m.get_layer("conv1").compute_dtype) for p, m in models.items()},
+        "load_average": [load, harness.load_average()],
+    }
+    if "float32" in precisions and "mixed_bfloat16" in precisions:
+        row["bf16_over_f32"] = round(harness.rate(batch, t["mixed_bfloat16"]) / harness.rate(batch, t["float32"]), 3)
+        row["bf16_over_f32_paired_median"] = round(
+            statistics.median(f / b for f, b in zip(t["float32"], t["mixed_bfloat16"], strict=True)), 3
+        )
+    echo(
+        f"{variant:>5} precision {batch}: "
+        + ", ".join(f"{p} {v:.1f} img/s" for p, v in row["img_s"].items())
+        + (f"; bf16/f32 {row['bf16_over_f32']:.2f}" if "bf16_over_f32" in row else "")
+    )
+    models = None
+    keras.backend.clear_session()
+    gc.collect()
+    return row
+
+
+# Pixel spread of the loss check's images at each variant's input scale: the paper's
+# mean-subtracted pixels (2012), torchvision's normalised values (owt).
+LOSS_INPUT_STD = {"2012": 50.0, "owt": 1.0}
+PAPER_BATCH = 128  # the loss check scales the paper's lr 0.01 linearly to its small batch
+
+
+def _learnable_set(variant, batch, batches, seed=0):
+    """`batches` fixed batches: noise plus a colour offset per class, at the variant's input scale."""
+    rng = np.random.default_rng(seed)
+    size, std = INPUT_SIZE[variant], LOSS_INPUT_STD[variant]
+    offsets = rng.normal(0.0, 0.6 * std, (LOSS_CLASSES, 1, 1, 3)).astype(np.float32)
+    data = []
+    for _ in range(batches):
+        y = rng.integers(0, LOSS_CLASSES, batch).astype(np.int32)
+        x = rng.normal(0.0, std, (batch, size, size, 3)).astype(np.float32) + offsets[y]
+        data.append((tf.constant(x), tf.constant(y)))
+    return data
+
+
+def loss_check(variant, batch, steps, window, echo):
+    """The first `steps` losses of float32 (seeds 0 and 1) and mixed_bfloat16 (seed 0) on one learnable set."""
+    data = _learnable_set(variant, batch, batches=16)
+    lr = TrainConfig().lr * batch / PAPER_BATCH  # linear scaling: the paper's step size per image
+    curves = {}
+    for name, precision, seed in (
+        ("float32 seed 0", "float32", 0),
+        ("float32 seed 1", "float32", 1),
+        ("mixed_bfloat16 seed 0", "mixed_bfloat16", 0),
+    ):
+        keras.utils.set_random_seed(seed)
+        model = build_model(_precision_config(variant, batch, precision, classes=LOSS_CLASSES, seed=seed, lr=lr))
+        curves[name] = [
+            float(model.train_on_batch(*data[i % len(data)], return_dict=True)["loss"]) for i in range(steps)
+        ]
+        model = None
+        keras.backend.clear_session()
+        gc.collect()
+    check = harness.within_noise(
+        curves["float32 seed 0"], curves["float32 seed 1"], curves["mixed_bfloat16 seed 0"], window
+    )
+    last = {k: round(statistics.mean(v[-check["window"] :]), 4) for k, v in curves.items()}
+    echo(
+        f"{variant:>5} loss, {steps} steps of batch {batch}: float32 seeds 0/1 gap (noise) {check['noise']:.3f}, "
+        f"bf16 vs float32 gap {check['gap']:.3f}: {'within' if check['within'] else 'OUTSIDE'} the noise; "
+        f"last-{check['window']}-step means {last}"
+    )
+    return {
+        "variant": variant,
+        "batch": batch,
+        "steps": steps,
+        "classes": LOSS_CLASSES,
+        "lr": lr,
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in check.items()},
+        "last_window_mean_loss": last,
+        "curves": {k: [round(v, 4) for v in c] for k, c in curves.items()},
+        "load_average": harness.load_average(),
+    }
+
+
 def _format_row(r):
     return (
         f"{r['variant']:>5} {r['mode']:>5} {r['batch']:>5} {r['ours_img_s']:>10.1f} "
@@ -344,8 +550,28 @@ def _format_row(r):
     )
 
 
-def _targets(results, pipelines, memories):
+def _targets(results, pipelines, memories, precision_rows=(), loss_rows=()):
     checks = []
+    for r in precision_rows:
+        if "bf16_over_f32" in r:
+            checks.append(
+                {
+                    "name": f"{r['variant']} train mixed_bfloat16 / float32, batch {r['batch']}",
+                    "value": r["bf16_over_f32"],
+                    "target": f">= {PRECISION_TARGET}",
+                    "met": r["bf16_over_f32"] >= PRECISION_TARGET,
+                }
+            )
+    for r in loss_rows:
+        checks.append(
+            {
+                "name": f"{r['variant']} mixed_bfloat16 loss, first {r['steps']} steps, gap to float32 "
+                f"(noise: float32 seed 0 vs 1, {r['window']}-step means)",
+                "value": round(r["gap"], 4),
+                "target": f"<= {r['noise']:.4f}",
+                "met": r["within"],
+            }
+        )
     for r in results:
         target = TARGETS.get((r["variant"], r["mode"])) if r["batch"] == 64 else None
         if target is not None:
@@ -388,11 +614,20 @@ def run(
     data_path=None,
     pipeline=True,
     profile_layers_too=False,
+    sections=SECTIONS,
+    precisions=PRECISIONS,
+    loss_steps=None,
+    loss_window=None,
+    loss_batch=None,
+    child_timeout=1800,
     echo=print,
 ):
     batches = batches or ([64] if quick else [64, 128])
     steps = steps or (5 if quick else 10)
     warmup = warmup if warmup is not None else (1 if quick else 2)
+    loss_steps = loss_steps or (30 if quick else 200)
+    loss_window = loss_window or (5 if quick else 20)
+    loss_batch = loss_batch or (16 if quick else 32)
     torch.set_num_threads(os.cpu_count())
     machine = harness.machine_info(framework_info())
     echo(f"{'var':>5} {'mode':>5} {'batch':>5} {'ours img/s':>10} {'peer img/s':>10} {'ratio':>7} {'paired':>7}")
@@ -403,7 +638,25 @@ def run(
             results += rows
             memories.append(mem)
 
-    pipelines, notes = [], []
+    backend_rows, towers_row, precision_rows, loss_rows, notes = [], None, [], [], []
+    jax_ok = _jax_available()
+    if not jax_ok and ({"backends", "towers"} & set(sections)):
+        notes.append("JAX rows skipped: JAX is not installed (pip install '.[jax]')")
+    if "backends" in sections and jax_ok:
+        backend_rows = bench_backends(results, variants, batches[0], steps, warmup, echo, child_timeout)
+    if "towers" in sections and jax_ok and "2012" in variants:
+        towers_row = bench_towers(batches[0], steps, warmup, echo, child_timeout)
+    has_precision = "precision" in {f.name for f in dataclasses.fields(TrainConfig)}
+    if not has_precision and ({"precision", "loss"} & set(sections)):
+        notes.append("precision rows skipped: this TrainConfig has no precision field")
+    if "precision" in sections and has_precision:
+        for variant in variants:
+            precision_rows.append(bench_precision(variant, batches[0], steps, warmup, list(precisions), echo))
+    if "loss" in sections and has_precision and {"float32", "mixed_bfloat16"} <= set(precisions):
+        for variant in variants:
+            loss_rows.append(loss_check(variant, loss_batch, loss_steps, loss_window, echo))
+
+    pipelines = []
     data_path = pathlib.Path(data_path) if data_path else default_data_path()
     if pipeline and data_path.is_dir():
         train_rate = {(r["variant"], r["batch"]): r["ours_img_s"] for r in results if r["mode"] == "train"}
@@ -447,11 +700,29 @@ def run(
             "train_on_batch / predict_on_batch on in-memory tensors",
             "peers": "owt: torchvision.models.alexnet; 2012: benchmarks.peers.AlexNet2012 "
             "(Conv2d groups=2, LocalResponseNorm(5, 5e-4, 0.75, 2)); SGD momentum 0.9, weight decay 5e-4",
+            "backends": "JAX: the same build_model with jit_compile=True in a KERAS_BACKEND=jax child "
+            "(benchmarks.cpu_backends), train_on_batch on in-memory arrays; ratio = JAX / TF img/s (TF: the "
+            "train row above, same batch)",
+            "towers": "2012 net, towers.distribution('2012') over 2 forced CPU devices "
+            "(--xla_force_host_platform_device_count=2) against the same model on one device, alternating "
+            "in one JAX child, same initial weights",
+            "precision": f"TF train_on_batch, TrainConfig(precision=...) for {list(precisions)}, alternating; "
+            f"target mixed_bfloat16 / float32 >= {PRECISION_TARGET}",
+            "loss_check": f"{loss_steps} steps of batch {loss_batch}, lr 0.01 x {loss_batch}/{PAPER_BATCH}, "
+            f"{LOSS_CLASSES} synthetic classes (noise + a colour offset per class at the variant's input scale, "
+            f"16 fixed batches cycled); noise = max |float32 seed 0 - float32 seed 1| "
+            f"of {loss_window}-step trailing means; mixed_bfloat16 (seed 0) within when max |bf16 - float32 "
+            "seed 0| <= noise",
+            "sections": list(sections),
         },
         "results": results,
+        "backends": backend_rows,
+        "towers": towers_row,
+        "precision": precision_rows,
+        "loss_check": loss_rows,
         "pipeline": pipelines,
         "memory": memories,
-        "targets": _targets(results, pipelines, memories),
+        "targets": _targets(results, pipelines, memories, precision_rows, loss_rows),
         "layer_profiles": layer_profiles,
         "notes": notes,
     }
@@ -475,6 +746,35 @@ def format_report(report):
         "ratio = median ours img/s / median peer img/s; paired = median over rounds of "
         "(peer step time / ours step time), the two run back to back"
     )
+    for r in report.get("backends", []):
+        if "error" in r:
+            lines.append(f"JAX {r['variant']} train batch {r['batch']}: failed: {r['error']}")
+        else:
+            lines.append(
+                f"JAX vs TF {r['variant']:>4} train batch {r['batch']}: JAX {r['jax_img_s']:.1f} img/s, "
+                f"TF {r.get('tf_img_s', float('nan')):.1f} img/s, JAX/TF {r.get('jax_over_tf', float('nan')):.2f}"
+            )
+    t = report.get("towers")
+    if t:
+        lines.append(
+            f"towers 2012 batch {t['batch']} on 2 forced CPU devices: failed: {t['error']}"
+            if "error" in t
+            else f"towers 2012 batch {t['batch']}: 2 CPU devices {t['towers_img_s']:.1f} img/s, one device "
+            f"{t['single_img_s']:.1f} img/s, ratio {t['towers_over_single']:.2f} (first-step loss rel. diff "
+            f"{t['first_step_loss_rel_diff']:.1e})"
+        )
+    for r in report.get("precision", []):
+        lines.append(
+            f"precision {r['variant']:>4} train batch {r['batch']}: "
+            + ", ".join(f"{p} {v:.1f} img/s" for p, v in r["img_s"].items())
+            + (f"; mixed_bfloat16/float32 {r['bf16_over_f32']:.2f}" if "bf16_over_f32" in r else "")
+        )
+    for r in report.get("loss_check", []):
+        lines.append(
+            f"loss check {r['variant']:>4}, {r['steps']} steps batch {r['batch']}: noise (float32 seed 0 vs 1) "
+            f"{r['noise']:.3f}, mixed_bfloat16 gap {r['gap']:.3f}: {'within' if r['within'] else 'OUTSIDE'}; "
+            f"last {r['window']} steps' mean loss {r['last_window_mean_loss']}"
+        )
     if report["pipeline"]:
         lines.append("")
         for p in report["pipeline"]:
@@ -528,7 +828,31 @@ def main(argv=None):
         action="store_true",
         help="also time each layer alone, ours against the peer's (first batch size)",
     )
+    parser.add_argument(
+        "--precision",
+        default=",".join(PRECISIONS),
+        help="comma-separated precisions the precision rows compare (default float32,mixed_bfloat16)",
+    )
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated parts to run besides the peer rows, which always run (default all: {','.join(SECTIONS)})",
+    )
+    parser.add_argument("--loss-steps", type=int, default=None, help="loss check steps (default 200; 30 with --quick)")
+    parser.add_argument(
+        "--loss-window", type=int, default=None, help="loss check smoothing window (20; 5 with --quick)"
+    )
+    parser.add_argument("--loss-batch", type=int, default=None, help="loss check batch (default 32; 16 with --quick)")
     args = parser.parse_args(argv)
+    precisions = [p for p in args.precision.split(",") if p]
+    known = getattr(harness.package_constants(), "PRECISIONS", PRECISIONS)
+    for p in precisions:
+        if p not in known:
+            parser.error(f"unknown precision {p!r}; choose from {tuple(known)}")
+    sections = [x for x in args.sections.split(",") if x]
+    for x in sections:
+        if x not in SECTIONS:
+            parser.error(f"unknown section {x!r}; choose from {SECTIONS}")
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
         if v not in VARIANTS:
@@ -547,6 +871,11 @@ def main(argv=None):
         data_path=args.data,
         pipeline=not args.no_pipeline,
         profile_layers_too=args.profile_layers,
+        sections=sections,
+        precisions=precisions,
+        loss_steps=args.loss_steps,
+        loss_window=args.loss_window,
+        loss_batch=args.loss_batch,
         echo=echo,
     )
     if args.json:

@@ -90,3 +90,23 @@ def alternate(fns, steps, warmup):
 def rate(batch, seconds):
     """Images per second from per-step seconds: the median step."""
     return batch / statistics.median(seconds)
+
+
+def moving_mean(values, window):
+    """Trailing means over `window` values, full windows only (len(values) - window + 1 of them)."""
+    window = max(1, min(int(window), len(values)))
+    return [sum(values[i - window + 1 : i + 1]) / window for i in range(window - 1, len(values))]
+
+
+def within_noise(reference, second_seed, other, window):
+    """Does `other`'s loss curve stay within the noise of `reference`'s?
+
+    The noise is the spread between two runs that differ only in their seed
+    (`reference` and `second_seed`): the largest gap between their smoothed curves
+    (trailing mean over `window` steps). `other` (same seed as `reference`, another
+    setting) is within the noise when its largest gap to `reference` is no larger.
+    """
+    a, b, c = (moving_mean(list(v), window) for v in (reference, second_seed, other))
+    noise = max(abs(x - y) for x, y in zip(a, b, strict=True))
+    gap = max(abs(x - y) for x, y in zip(a, c, strict=True))
+    return {"window": min(int(window), len(reference)), "noise": noise, "gap": gap, "within": gap <= noise}

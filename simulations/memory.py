@@ -708,6 +708,7 @@ class WhyTwoGpus:
     deciding: list
     conclusion: str
     single_card_max_batch: int = 0
+    tf_towers: "TowersPlan" = None  # the same split as Keras/JAX holds it (towers_plan)
 
     def as_dict(self):
         return {
@@ -715,6 +716,9 @@ class WhyTwoGpus:
             "single_card": self.single.as_dict(),
             "two_cards": self.split.as_dict(),
             "tf_estimate_one_card": {k: v for k, v in self.tf_estimate.as_dict().items() if k != "layers"},
+            "tf_estimate_towers_per_card": (
+                {k: v for k, v in self.tf_towers.as_dict().items() if k != "layers"} if self.tf_towers else None
+            ),
             "sensitivity": self.sensitivity,
             "deciding_assumptions": self.deciding,
             "conclusion": self.conclusion,
@@ -760,7 +764,14 @@ def why_two_gpus(rows, batch_size=128, budget_bytes=GTX580_MEMORY_BYTES, assumpt
         mid = (low + high) // 2
         low, high = (mid, high) if cc_memory_2012(one_card, mid, assumptions, budget_bytes).fits else (low, mid)
     return WhyTwoGpus(
-        single, split, tf, sensitivity, deciding, _conclusion(single, split, tf, sensitivity, deciding, low), low
+        single,
+        split,
+        tf,
+        sensitivity,
+        deciding,
+        _conclusion(single, split, tf, sensitivity, deciding, low),
+        low,
+        towers_plan(rows, batch_size, budget_bytes=budget_bytes),
     )
 
 
@@ -827,6 +838,11 @@ def format_why_two_gpus(w):
         f"({', '.join(sorted({e['layer'] for e in t.exchanges}))})"
     )
     lines.append(f"TF-style estimate, one card (plan above, replicas=1): {_mib(w.tf_estimate.total_bytes)}")
+    if w.tf_towers is not None:
+        lines.append(
+            f"TF-style estimate, the split (towers_plan, fc8 halved too): {_mib(w.tf_towers.total_bytes)} per card, "
+            f"{_mib(w.tf_towers.sent_bytes_per_card)} sent by each card per step"
+        )
     lines.append("assumptions (one card's total with each flipped alone):")
     for row in w.sensitivity:
         what, source, _ = ASSUMPTIONS_2012[row["assumption"]]

@@ -60,6 +60,16 @@ def test_package_constants_load_without_keras():
     assert sizes == peer_sizes == constants.INPUT_SIZE and loaded == []
 
 
+def test_moving_mean_and_within_noise_by_hand():
+    assert harness.moving_mean([1, 2, 3, 4], 2) == [1.5, 2.5, 3.5]
+    assert harness.moving_mean([1, 2, 3], 5) == [2.0]  # a window longer than the curve: the whole curve
+    f32_a, f32_b = [2.0, 1.0, 1.0, 0.0], [2.0, 2.0, 1.0, 1.0]  # 2-step means 1.5 1 .5 and 2 1.5 1: noise .5
+    near = [2.0, 1.0, 1.0, 1.0]  # means 1.5 1 1: gaps 0 0 .5
+    far = [3.0, 3.0, 3.0, 3.0]  # means 3 3 3: gaps 1.5 2 2.5
+    assert harness.within_noise(f32_a, f32_b, near, 2) == {"window": 2, "noise": 0.5, "gap": 0.5, "within": True}
+    assert harness.within_noise(f32_a, f32_b, far, 2) == {"window": 2, "noise": 0.5, "gap": 2.5, "within": False}
+
+
 def _positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
@@ -67,7 +77,9 @@ def _positive(value):
 @pytest.mark.slow
 def test_cpu_quick_json_schema():
     require_torch()
-    proc = _run(["benchmarks.cpu", "--quick", "--json"], timeout=1800)
+    # Small settings: the schema and the arithmetic, not the figures (CI time).
+    small = ["--batches", "8", "--steps", "2", "--warmup", "1", "--loss-steps", "6", "--loss-window", "3"]
+    proc = _run(["benchmarks.cpu", "--quick", "--json", *small, "--loss-batch", "4"], timeout=1800)
     report = json.loads(proc.stdout)  # stdout is exactly one JSON object
 
     machine = report["machine"]
@@ -79,7 +91,7 @@ def test_cpu_quick_json_schema():
     assert {(r["variant"], r["mode"]) for r in results} == {(v, m) for v in ("owt", "2012") for m in ("train", "infer")}
     for r in results:
         assert RESULT_KEYS <= set(r), r
-        assert r["batch"] == 64
+        assert r["batch"] == 8
         assert _positive(r["ours_img_s"]) and _positive(r["peer_img_s"]) and _positive(r["ratio"])
         # ratio is ours / peer, computed before rounding the two rates to 2 decimals
         assert r["ratio"] == pytest.approx(r["ours_img_s"] / r["peer_img_s"], rel=5e-3, abs=2e-3)
@@ -94,6 +106,35 @@ def test_cpu_quick_json_schema():
     for t in report["targets"]:
         assert {"name", "value", "target", "met"} <= set(t)
 
+    # JAX against TF: the TF figure is the run's own TF train row; ratio = JAX / TF
+    tf_train = {r["variant"]: r["ours_img_s"] for r in results if r["mode"] == "train"}
+    assert {r["variant"] for r in report["backends"]} == {"owt", "2012"}
+    for r in report["backends"]:
+        assert "error" not in r, r
+        assert r["tf_img_s"] == tf_train[r["variant"]] and _positive(r["jax_img_s"])
+        assert r["jax_over_tf"] == pytest.approx(r["jax_img_s"] / r["tf_img_s"], rel=5e-3, abs=2e-3)
+        assert r["tensorflow_imported_by_jax_child"] is False
+    t = report["towers"]
+    assert "error" not in t, t
+    assert t["devices"] == 2 and _positive(t["towers_img_s"]) and _positive(t["single_img_s"])
+    assert t["towers_over_single"] == pytest.approx(t["towers_img_s"] / t["single_img_s"], rel=5e-3, abs=2e-3)
+    assert t["first_step_loss_rel_diff"] < 1e-4  # the same step from the same weights
+
+    for r in report["precision"]:
+        assert set(r["img_s"]) == {"float32", "mixed_bfloat16"}
+        assert r["bf16_over_f32"] == pytest.approx(
+            r["img_s"]["mixed_bfloat16"] / r["img_s"]["float32"], rel=5e-3, abs=2e-3
+        )
+        assert r["logits_dtype"] == {"float32": "float32", "mixed_bfloat16": "float32"}  # fc8 stays float32
+        assert r["conv1_dtype"] == {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+    for r in report["loss_check"]:
+        curves = r["curves"]
+        assert [len(c) for c in curves.values()] == [6, 6, 6]
+        expected = harness.within_noise(*curves.values(), window=3)  # recomputed from the reported curves
+        assert r["noise"] == pytest.approx(expected["noise"], abs=1e-3) and r["within"] == (r["gap"] <= r["noise"])
+    names = [t["name"] for t in report["targets"]]
+    assert sum("mixed_bfloat16 / float32" in n for n in names) == 2 and sum("loss" in n for n in names) == 2
+
 
 @pytest.mark.slow
 def test_gpu_script_smoke_on_cpu(tmp_path):
@@ -106,12 +147,17 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     report = json.loads(proc.stdout)
     assert report["smoke"] and report["batch"] == 2
     names = [e["name"] for e in report["entries"]]
-    assert len(names) == 8 and len(set(names)) == 8
+    assert len(names) == 10 and len(set(names)) == 10  # incl. data parallel and towers (2 forced CPU devices)
     for e in report["entries"]:
         assert "skipped" not in e and "error" not in e, e
         assert _positive(e["train_img_s"]) and _positive(e["infer_img_s"])
     keras_part = report["parts"]["keras"]
     assert keras_part["keras_backend"] == "jax" and keras_part["dtype_policy"] == "mixed_bfloat16"
+    assert keras_part["device_count"] == 2
+    by_name = {e["name"]: e for e in report["entries"]}
+    assert by_name["keras-jax ours 2012 towers (2 devices)"]["devices"] == 2
+    for t in report["targets"]:  # ratios of this run's own entries
+        assert t["value"] is not None and _positive(t["value"]), t
     # The script is for machines without TensorFlow: neither part may import it.
     assert report["parts"]["keras"]["tensorflow_imported"] is False
     assert report["parts"]["torch"]["tensorflow_imported"] is False

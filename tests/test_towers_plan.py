@@ -114,6 +114,14 @@ def test_agrees_with_the_cuda_convnet_models_exchanges(rows):
     assert cc_forward["hs1a", 1] == ex["fc7 input"]["forward_bytes"]
 
 
+def test_why_two_gpus_shows_the_towers_plan_beside(rows):
+    w = memory.why_two_gpus(rows, 128)
+    t = memory.towers_plan(rows, 128)
+    assert w.tf_towers.total_bytes == t.total_bytes and w.tf_towers.sent_bytes_per_card == 31_320_064
+    assert w.as_dict()["tf_estimate_towers_per_card"]["per_card_bytes"]["total"] == t.total_bytes
+    assert f"{t.total_bytes / 2**20:,.1f} MiB per card" in memory.format_why_two_gpus(w)
+
+
 def test_owt_has_no_towers(rows):
     from alexnet_keras import profile
     from alexnet_keras.models import AlexNet
