@@ -124,6 +124,8 @@ def test_resume_and_evaluate_use_the_recorded_split(pets, tmp_path):
     labels = [int(y) for _, batch in ds for y in batch]
     expected = sorted(split.classes.index(f.split("/")[0]) for f in split.val)
     assert info.val_examples == len(split.val) and sorted(labels) == expected
+    with pytest.raises(UserError, match=r"has no ILSVRC2012_val_\* val images"):  # --only-imagenet-val filters it too
+        data.eval_dataset(str(run / SPLIT_FILE), batch_size=2, spec="torchvision", only_imagenet_val=True)
 
 
 def test_a_lost_file_of_the_recorded_split_is_dropped_with_a_warning(pets, tmp_path):

@@ -261,7 +261,7 @@ def eval_folder(where, spec, *, batch_size, split, crop, only_imagenet_val):
     `where` may also be a run's `split.json`: its recorded `split` ("val" or "train") files are scored.
     """
     if os.path.isfile(where) and str(where).endswith(".json"):
-        return _eval_recorded(where, spec, batch_size=batch_size, split=split, crop=crop)
+        return _eval_recorded(where, spec, batch_size=batch_size, split=split, crop=crop, only=only_imagenet_val)
     _check_folder(where)
     root = os.path.join(where, split)
     if not os.path.isdir(root):
@@ -424,14 +424,20 @@ def split_train_images(split):
     return tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string)).map(_read_and_decode, AUTOTUNE)
 
 
-def _eval_recorded(where, spec, *, batch_size, split, crop):
-    """`eval_folder` for a run's `split.json`: the files it recorded for `split`."""
+def _eval_recorded(where, spec, *, batch_size, split, crop, only):
+    """`eval_folder` for a run's `split.json`: the files it recorded for `split` (`only`: ILSVRC2012_val_* ones)."""
     if split not in ("train", "val"):
         raise UserError(f"a recorded split has train and val files, not {split!r}")
     recorded = read_split(where)
     paths, labels = recorded.labelled(split)
+    if only:
+        kept = [
+            (p, y) for p, y in zip(paths, labels, strict=True) if os.path.basename(p).startswith(IMAGENET_VAL_PREFIX)
+        ]
+        paths, labels = [p for p, _ in kept], [y for _, y in kept]
     if not paths:
-        raise UserError(f"the split recorded in {where} has no {split} images")
+        which = f"{IMAGENET_VAL_PREFIX}* " if only else ""
+        raise UserError(f"the split recorded in {where} has no {which}{split} images")
     classes = list(recorded.classes)
     empty = {split: _empty_classes(classes, labels, split, recorded.folder)}
     ds = _files_dataset(paths, labels, spec, train=False, batch_size=batch_size, crop=crop)
