@@ -175,6 +175,23 @@ _TRAIN_FLAGS = {
         help="A folder of class folders without train/ and val/: the share of each class held out for validation "
         f"(default {constants.DEFAULT_VAL_SPLIT:g}, seeded by --seed, recorded as {constants.SPLIT_FILE} in the run).",
     ),
+    # Several processes or hosts (training.multihost); default: KERAS_DISTRIBUTION_* variables, else one.
+    "coordinator": click.option(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="Several processes (KERAS_BACKEND=jax): process 0's host and a free port, the same on every process "
+        "(or KERAS_DISTRIBUTION_JOB_ADDRESSES).",
+    ),
+    "num_processes": click.option(
+        "--num-processes",
+        type=click.IntRange(min=1),
+        help="How many processes train together, data parallel (or KERAS_DISTRIBUTION_NUM_PROCESSES).",
+    ),
+    "process_id": click.option(
+        "--process-id",
+        type=click.IntRange(min=0),
+        help="This process's index, 0 to N-1; 0 writes the run directory (or KERAS_DISTRIBUTION_PROCESS_ID).",
+    ),
 }
 
 
@@ -203,7 +220,8 @@ def train(resume, config_file, overrides, quiet, as_json, **flags):
     """Train AlexNet with the 2012 recipe (synthetic data unless --data is given).
 
     Exit status: 0 when done, 1 when the loss or weights became NaN or infinite
-    (nothing from that epoch is saved), 2 for bad input or an unusable run directory.
+    (nothing from that epoch is saved), 2 for bad input or an unusable run directory,
+    3 when another process of a multi-process run was lost (relaunch all with --resume).
     """
     from .training.config import TrainConfig, read_config_file
     from .training.loop import TrainingStopped
@@ -540,6 +558,9 @@ def main(argv=None):
     except click.Abort:
         click.echo(f"{PROG}: aborted", err=True)
         code = 130
+    multihost = sys.modules.get("alexnet_keras.training.multihost")  # loaded only by multi-process runs
+    if multihost is not None:
+        multihost.finish(code or 0)  # a failed process leaves at once; the others learn it from the watchdog
     sys.exit(code or 0)
 
 

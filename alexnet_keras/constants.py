@@ -24,7 +24,8 @@ CONV1_ORDERS = ("paper", "cuda-convnet")  # conv1 -> ReLU -> LRN -> pool, or [CC
 FIDELITIES = ("paper", "cuda-convnet")  # [P]'s printed network, or every certain difference of [CC] model 145
 
 # --- training ------------------------------------------------------------------
-STRATEGIES = ("auto", "default", "mirrored")
+# multi-worker (TF) is refused in one line: Keras 3 fit cannot run it (keras-team/keras#20585); see training.multihost
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 PARALLEL_MODES = ("data", "towers")  # --parallel: replicas over devices, or the paper's model split
 MEAN_MODES = ("pixel", "image")  # [P] §2 subtracts the mean image; the mean pixel stays the default
 GTX580_MEMORY_BYTES = 3 * 2**30  # [P] §5: two GTX 580 3GB (simulations/data/gtx580.csv)

@@ -222,3 +222,99 @@ CASES = [
     ),
     case("train-torch-backend", ["train", *RUN, *TINY], "KERAS_BACKEND is 'torch'", env={"KERAS_BACKEND": "torch"}),
 ]
+
+
+# Several processes (training.multihost, issue 9). All refused before anything is written.
+def _free_port(tmp):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return {"port": s.getsockname()[1]}
+
+
+_JAX_CPU = {"KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
+_TWO = ("--num-processes", "2")
+CASES += [
+    case(
+        "train-processes-unreachable-coordinator",
+        ["train", *RUN, *TINY, "--coordinator", "127.0.0.1:{port}", *_TWO, "--process-id", "1"],
+        "cannot reach the coordinator 127.0.0.1:",
+        setup=_free_port,
+        env={**_JAX_CPU, "ALEXNET_KERAS_STARTUP_TIMEOUT": "2"},
+    ),
+    case(
+        "train-processes-coordinator-alone",
+        ["train", *RUN, *TINY, "--coordinator", "127.0.0.1:{port}", *_TWO, "--process-id", "0"],
+        "not every process joined within 2 s",
+        setup=_free_port,
+        env={**_JAX_CPU, "ALEXNET_KERAS_STARTUP_TIMEOUT": "2"},
+    ),
+    case(
+        "train-processes-batch-does-not-divide",
+        ["train", *RUN, *TINY, "--batch-size", "9", "--coordinator", "127.0.0.1:1", *_TWO, "--process-id", "0"],
+        "batch size 9 does not divide across 2 processes",
+        env=_JAX_CPU,
+    ),
+    case(
+        "train-processes-env-count-not-a-number",
+        ["train", *RUN, *TINY],
+        "KERAS_DISTRIBUTION_NUM_PROCESSES='two' is not a whole number",
+        env={**_JAX_CPU, "KERAS_DISTRIBUTION_NUM_PROCESSES": "two"},
+    ),
+    case(
+        "train-processes-env-id-out-of-range",
+        ["train", *RUN, *TINY],
+        "process id 2 is out of range for 2 processes",
+        env={
+            **_JAX_CPU,
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES": "127.0.0.1:1",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+            "KERAS_DISTRIBUTION_PROCESS_ID": "2",
+        },
+    ),
+    case(
+        "train-processes-env-addresses-count",
+        ["train", *RUN, *TINY],
+        "lists 3 addresses but there are 2 processes",
+        env={
+            **_JAX_CPU,
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES": "a:1,b:2,c:3",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+            "KERAS_DISTRIBUTION_PROCESS_ID": "0",
+        },
+    ),
+    case(
+        "train-processes-bad-coordinator",
+        ["train", *RUN, *TINY, "--coordinator", "localhost", *_TWO, "--process-id", "0"],
+        "--coordinator 'localhost' is not HOST:PORT",
+        env=_JAX_CPU,
+    ),
+    case(
+        "train-process-id-without-count",
+        ["train", *RUN, *TINY, "--process-id", "1"],
+        "needs --num-processes",
+        env=_JAX_CPU,
+    ),
+    case(
+        "train-processes-on-tf",
+        ["train", *RUN, *TINY, "--coordinator", "127.0.0.1:1", *_TWO, "--process-id", "0"],
+        "train on the JAX backend only",
+        env={"KERAS_BACKEND": "tensorflow"},
+    ),
+    case(
+        "train-strategy-multi-worker",
+        ["train", *RUN, *TINY, "--strategy", "multi-worker"],
+        "keras-team/keras#20585",
+        env={"KERAS_BACKEND": "tensorflow"},
+    ),
+    case(
+        "train-tf-config-multi-worker",
+        ["train", *RUN, *TINY],
+        "keras-team/keras#20585",
+        env={
+            "KERAS_BACKEND": "tensorflow",
+            "TF_CONFIG": '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 1}}',
+        },
+    ),
+]

@@ -155,7 +155,7 @@ class RunWriter(keras.callbacks.Callback):
         logs = logs or {}
         n = epoch + 1
         run = self.run
-        run.write_with("checkpoints/last.keras", lambda tmp: self.model.save(tmp))
+        run.write_with("checkpoints/last.keras", lambda tmp: self.model.save(tmp), everywhere=True)
         error = 1.0 - logs["val_acc"] if "val_acc" in logs else None
         best = self.best["best_error"]
         if best is None or (error is not None and error < best):
@@ -167,7 +167,7 @@ class RunWriter(keras.callbacks.Callback):
         run.write_json("checkpoints/last.json", self.record(n, "checkpoints/last.keras"))
 
         name = f"backup/epoch-{n:04d}"
-        run.write_with(f"{name}.weights.h5", lambda tmp: self.model.save_weights(tmp))
+        run.write_with(f"{name}.weights.h5", lambda tmp: self.model.save_weights(tmp), everywhere=True)
         record = self.record(n, f"{name}.weights.h5")
         run.write_json(f"{name}.json", record)
         self.finished = n

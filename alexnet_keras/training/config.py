@@ -42,6 +42,8 @@ MAX_LR_DROPS = 3  # [P] §5: "reduced three times prior to termination"
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed seeds numpy, which takes 32 bits
 
 # Fields a resumed run may change; every other field keeps the value saved in config.json.
+# The processes of this launch: each launch says its own (a resume may run on other hosts).
+LAUNCH_FIELDS = ("coordinator", "num_processes", "process_id")
 RESUME_MAY_CHANGE = (
     "epochs",
     "lr_schedule",
@@ -87,6 +89,8 @@ _INT_FIELDS = {
     "synthetic_classes": (2, False),
     "synthetic_train_examples": (1, True),
     "synthetic_val_examples": (1, True),
+    "num_processes": (1, True),
+    "process_id": (0, True),
 }
 # (lowest, whether the lowest is excluded, highest excluded) for float fields; all must be finite.
 _FLOAT_FIELDS = {
@@ -140,6 +144,10 @@ class TrainConfig:
     tfds_data_dir: str | None = None
     tfds_manual_dir: str | None = None
     run_dir: str | None = None
+    # Several processes (training.multihost); default: Keras' KERAS_DISTRIBUTION_* variables, else one process.
+    coordinator: str | None = None  # HOST:PORT of process 0
+    num_processes: int | None = None
+    process_id: int | None = None
     # Fine-tuning (training.finetune): start from a model's weights with a new fc8 for the data's classes.
     init_from: str | None = None  # a .keras, .pth or .npz file, or "imagenet" (torchvision's weights)
     freeze: str = "none"  # "none", "features" (conv1-conv5) or "up-to:LAYER" (conv1 to LAYER, up to fc7)
@@ -362,7 +370,7 @@ def resumed_config(record, config, given):
     changed = {}
     for key in given:
         new, old = getattr(config, key), getattr(saved, key)
-        if key == "run_dir" or new is None or new == old:
+        if key == "run_dir" or key in LAUNCH_FIELDS or new is None or new == old:
             continue
         if key not in RESUME_MAY_CHANGE:
             flag = "--" + key.replace("_", "-")
@@ -376,5 +384,7 @@ def resumed_config(record, config, given):
                 "hold different per-layer rates, so a resumed run cannot switch; start a new --run-dir"
             )
         changed[key] = [old, new]
-    saved = dataclasses.replace(saved, **{k: v[1] for k, v in changed.items()}, run_dir=config.run_dir)
+    # Where this launch runs (LAUNCH_FIELDS) is never taken from the saved run: another cluster may resume it.
+    here = {k: getattr(config, k) for k in LAUNCH_FIELDS}
+    saved = dataclasses.replace(saved, **{k: v[1] for k, v in changed.items()}, run_dir=config.run_dir, **here)
     return saved, changed

@@ -29,6 +29,8 @@ import io
 import json
 import os
 import pathlib
+import shutil
+import tempfile
 import time
 
 from ..errors import UserError
@@ -85,9 +87,20 @@ class RunDir:
             return record
         return None
 
-    def write_with(self, relative, write):
-        """Calls `write(tmp_path)`, then makes the result `relative` atomically."""
+    def write_with(self, relative, write, everywhere=False):
+        """Calls `write(tmp_path)`, then makes the result `relative` atomically.
+
+        `everywhere`: `write` runs JAX steps that every process must take together (saving
+        a model sharded over several processes); a process other than the chief then
+        writes into a scratch folder of its own, removed at once, and not into the run.
+        """
         if not self.chief:
+            if everywhere:
+                scratch = tempfile.mkdtemp(prefix="alexnet-keras-worker-")
+                try:
+                    write(pathlib.Path(scratch) / pathlib.PurePath(relative).name)
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
             return
         path = self.path / relative
         tmp = path.with_name(_tmp_name(path.name))
