@@ -98,6 +98,11 @@ def summary(variant, classes, as_json):
 
 # --- plan and train ----------------------------------------------------------
 
+_PRECISION_HELP = (
+    "float32 (default), mixed_bfloat16 (CPUs with AVX-512 BF16/AMX, Ampere+ GPUs) or mixed_float16 "
+    "(older GPUs; loss scaling on): 16-bit compute, float32 weights, fc8 and softmax."
+)
+
 _TRAIN_FLAGS = {
     "data": click.option("--data", help="'synthetic' (default), a folder with train/ and val/, or tfds:NAME[/CONFIG]."),
     "variant": click.option("--variant", type=click.Choice(VARIANTS), help="Default: 2012 (the paper's net)."),
@@ -156,6 +161,7 @@ _TRAIN_FLAGS = {
         help="Folder holding manually downloaded TFDS files (e.g. ImageNet's tars).",
     ),
     "run_dir": click.option("--run-dir", type=click.Path(file_okay=False), help="Default: runs/<timestamp>."),
+    "precision": click.option("--precision", type=click.Choice(constants.PRECISIONS), help=_PRECISION_HELP),
     "init_from": click.option(
         "--init-from",
         metavar="SOURCE",
@@ -305,14 +311,14 @@ def _gtx580_clock(models, images, crops, seconds):
     return clock.sentence(seconds, images * crops, macs_per_image=macs_per_image(models), training=False)
 
 
-def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size):
+def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size, precision=None):
     """Loads, scores and times; returns (score, models, clock sentence)."""
     import time
 
     from .evaluation import evaluate
     from .models.presets import load_models
 
-    models = load_models(model_paths)
+    models = load_models(model_paths, precision=precision)
     start = time.perf_counter()
     result = evaluate(
         models,
@@ -405,9 +411,14 @@ _DATA_HELP = "Data: an image folder (class sub-folders), 'synthetic' or a TFDS n
 @click.option("--only-imagenet-val", is_flag=True, help="Keep only ILSVRC2012_val_* images.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the score as JSON.")
-def evaluate_command(model_paths, source, ten_crop, only_imagenet_val, batch_size, as_json):
+@click.option(
+    "--precision",
+    type=click.Choice(constants.PRECISIONS),
+    help="Score under this dtype policy (default: the model's own, float32 unless saved under a mixed one).",
+)
+def evaluate_command(model_paths, source, ten_crop, only_imagenet_val, batch_size, as_json, precision):
     """Top-1 and top-5 error with 95% intervals."""
-    result, when = _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size)
+    result, when = _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size, precision)
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     if as_json:

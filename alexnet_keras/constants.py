@@ -27,6 +27,8 @@ FIDELITIES = ("paper", "cuda-convnet")  # [P]'s printed network, or every certai
 # multi-worker (TF) is refused in one line: Keras 3 fit cannot run it (keras-team/keras#20585); see training.multihost
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 PARALLEL_MODES = ("data", "towers")  # --parallel: replicas over devices, or the paper's model split
+# --precision: a Keras dtype policy for the model; variables (and checkpoints) stay float32 under each
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 MEAN_MODES = ("pixel", "image")  # [P] §2 subtracts the mean image; the mean pixel stays the default
 GTX580_MEMORY_BYTES = 3 * 2**30  # [P] §5: two GTX 580 3GB (simulations/data/gtx580.csv)
 

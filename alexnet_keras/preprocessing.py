@@ -183,20 +183,45 @@ def normalize(x, spec, constant=None):
     return (x * spec["scale"] - constant(_mean_for(x, spec))) / constant(spec["std"])
 
 
-def preprocess_input(x, spec="paper"):
+def preprocess_input(x, spec=None, *, model=None, variant=None):
     """Maps RGB pixels in [0, 255] (channels last) to the model's input range.
+
+    As `keras.applications.*.preprocess_input`, the result has the input's kind:
+    a NumPy array gives a new float32 NumPy array (`x` itself is left unchanged),
+    anything else (a tensor, a list) a float32 tensor of the Keras backend.
 
     Args:
         x: array or tensor of shape `(..., 3)`, RGB, values in [0, 255].
-        spec: a spec name (`"paper"`, `"torchvision"`) or a spec dict, for example
-            `model.preprocessing`.
+        spec: a spec name (`"paper"`, `"torchvision"`) or a spec dict.
+        model: instead of `spec`: an AlexNet, whose own spec (`model.preprocessing`) is used.
+        variant: instead of `spec`: `"2012"` or `"owt"`, for that variant's default spec.
+            With none of the three: `"paper"`.
 
     Example:
-    >>> float(preprocess_input(np.full((1, 1, 3), 255.0), "torchvision")[0, 0, 0])  # doctest: +ELLIPSIS
-    2.248...
+    >>> preprocess_input(np.full((1, 1, 3), 255.0), variant="owt")[0, 0]  # doctest: +ELLIPSIS
+    array([2.248..., 2.428..., 2.64...], dtype=float32)
     """
+    spec = _spec_for(spec, model, variant)
+    if isinstance(x, np.ndarray):
+        return np.asarray(normalize(x.astype(np.float32), spec), np.float32)
     x = ops.cast(ops.convert_to_tensor(x), "float32")
     return normalize(x, spec, constant=lambda values: ops.convert_to_tensor(values, "float32"))
+
+
+def _spec_for(spec, model, variant):
+    """The spec `preprocess_input` applies: given, the model's own, or the variant's default."""
+    if sum(v is not None for v in (spec, model, variant)) > 1:
+        raise ValueError("give one of spec, model and variant to preprocess_input, not several")
+    if model is not None:
+        own = getattr(model, "preprocessing", None)
+        if not isinstance(own, dict):
+            raise ValueError(f"{type(model).__name__} carries no preprocessing spec (an AlexNet does); pass spec=")
+        return own
+    if variant is not None:
+        if str(variant) not in DEFAULT_PREPROCESSING:
+            raise ValueError(f"variant must be one of {tuple(DEFAULT_PREPROCESSING)}, got {variant!r}")
+        return DEFAULT_PREPROCESSING[str(variant)]
+    return "paper" if spec is None else spec
 
 
 # --- the mean image in a run directory -------------------------------------------

@@ -23,7 +23,8 @@ from ..constants import (
     MIN_INPUT,
     VARIANTS,
 )
-from ..layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization, SpatialResponseNormalization
+from ..layers import AlexNetDropout, GroupedConv2D, SpatialResponseNormalization
+from ..layers.tower_conv import TowerLocalResponseNormalization
 from ..preprocessing import get_spec
 from ..weights.io import load_weights
 from ..weights.torchvision import class_wnids as torchvision_class_wnids
@@ -31,6 +32,7 @@ from ..weights.torchvision import class_wnids as torchvision_class_wnids
 POOLINGS = (None, "avg", "max")
 _BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")  # [P] §5: these start with biases of 1 (or Caffe's 0.1)
 _WEIGHT_STD = 0.01  # [P] §5: N(0, 0.01) for every layer
+_CONSTRUCTOR_KWARGS = ("trainable",)  # what keras.Model may take beyond our arguments (from_config passes it)
 _CUDA_CONVNET_STD = {"conv3": 0.03, "conv4": 0.03, "conv5": 0.03}  # layers-145.cfg initW (notes Q2 D3)
 # What each `fidelity` sets for the options left at None. "cuda-convnet" is every
 # model difference that docs/cuda-convnet-2012.md Q2 marks certain (D1-D4).
@@ -103,6 +105,10 @@ class AlexNet(keras.Model):
             1000 outputs get ImageNet's class wnids), or a path to `.pth`, `.npz`,
             `.weights.h5` or `.keras` weights (see `alexnet_keras.weights`).
         input_shape: optional `(height, width, 3)`.
+        input_tensor: optional Keras tensor (`keras.Input(...)` or a layer's
+            output) to build the model on, as in `keras.applications`: the
+            model's inputs are that tensor's source inputs. A model built on
+            layers before AlexNet saves whole as `keras.Model(m.input, m.output)`.
         pooling: with `include_top=False`, `None`, `"avg"` or `"max"`.
         classes: number of classes.
         classifier_activation: activation of fc8; `None` returns logits.
@@ -135,7 +141,13 @@ class AlexNet(keras.Model):
         seed: optional seed for the dropout masks.
         name: model name.
         dtype: a dtype policy (e.g. `"mixed_bfloat16"`) for every layer; `None`
-            uses Keras' global policy.
+            uses Keras' global policy. Variables stay float32 under the mixed policies.
+        head_dtype: fc8's policy (its logits and softmax), as KerasHub's
+            `ImageClassifier(head_dtype=...)`; `None`: `dtype`'s. Training and
+            `--precision` pass `"float32"`, so logits and probabilities keep
+            float32's range and precision under a 16-bit `dtype`.
+
+    Unknown keyword arguments raise `TypeError`, as `keras.applications` models do.
 
     Examples:
     >>> model = AlexNet()
@@ -151,6 +163,7 @@ class AlexNet(keras.Model):
         include_top=True,
         weights=None,
         input_shape=None,
+        input_tensor=None,
         pooling=None,
         classes=1000,
         classifier_activation="softmax",
@@ -167,10 +180,15 @@ class AlexNet(keras.Model):
         seed=None,
         name=None,
         dtype=None,
+        head_dtype=None,
         **kwargs,
     ):
         # === Arguments ===
+        unknown = sorted(set(kwargs) - set(_CONSTRUCTOR_KWARGS))
+        if unknown:  # keras.Model would accept and ignore them
+            raise TypeError(f"AlexNet() got an unexpected keyword argument {unknown[0]!r}")
         variant = str(variant)
+        input_shape = _input_tensor_shape(input_tensor, input_shape)
         _check_arguments(variant, include_top, input_shape, pooling, init, classes, class_wnids)
         _check_fidelity(variant, fidelity, conv1_order, spatial_norm2)
         preset = _FIDELITY[fidelity]
@@ -184,22 +202,37 @@ class AlexNet(keras.Model):
             class_wnids = torchvision_class_wnids(classes)  # the preset's outputs are in ImageNet order
 
         # === Functional Model ===
-        image = keras.Input(shape=input_shape, name="image")
+        image = keras.Input(shape=input_shape, name="image") if input_tensor is None else input_tensor
+        inputs = [image] if input_tensor is None else keras.utils.get_source_inputs(input_tensor)
+        rebuilt_by_config = inputs == [image]
+        inputs = inputs[0] if len(inputs) == 1 else inputs  # one input: a tensor, so calls take a bare array
         if variant == "2012":
             x = _features_2012(image, init, tower_impl, lrn_convention, conv1_order, spatial_norm2, dtype)
         else:
             x = _features_owt(image, init, dtype)
         if include_top:
-            x = _classifier(x, variant, init, classes, classifier_activation, dropout, dropout_rate, seed, dtype)
+            x = _classifier(
+                x,
+                variant,
+                init,
+                classes,
+                classifier_activation,
+                dropout,
+                dropout_rate,
+                seed,
+                dtype,
+                head_dtype or dtype,
+            )
         elif pooling == "avg":
             x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
         elif pooling == "max":
             x = keras.layers.GlobalMaxPooling2D(name="max_pool", dtype=dtype)(x)
-        super().__init__(inputs=image, outputs=x, name=name or f"alexnet_{variant}", **kwargs)
+        super().__init__(inputs=inputs, outputs=x, name=name or f"alexnet_{variant}", **kwargs)
         if dtype is not None:  # a functional model ignores `dtype`; set it as KerasHub's Backbone does
             self.dtype_policy = keras.dtype_policies.get(dtype)
 
         # === Config ===
+        self._rebuilt_by_config = rebuilt_by_config  # get_config describes the graph from our input on
         self.variant = variant
         self.include_top = include_top
         self.pooling = pooling
@@ -218,6 +251,7 @@ class AlexNet(keras.Model):
         self._class_wnids = tuple(class_wnids) if class_wnids is not None else None
         self._preprocessing = json.dumps(get_spec(preprocessing or DEFAULT_PREPROCESSING[variant]))
         self.seed = seed
+        self.head_dtype = keras.dtype_policies.get(head_dtype).name if head_dtype else None  # a name, e.g. "float32"
 
         # === Weights ===
         if weights is not None:
@@ -234,6 +268,11 @@ class AlexNet(keras.Model):
         return json.loads(self._preprocessing)
 
     def get_config(self):
+        if not getattr(self, "_rebuilt_by_config", True):
+            raise NotImplementedError(
+                "an AlexNet built on an input_tensor with layers before it cannot be rebuilt from its config; "
+                "save keras.Model(model.input, model.output) instead, or its weights"
+            )
         return {
             "variant": self.variant,
             "include_top": self.include_top,
@@ -256,6 +295,7 @@ class AlexNet(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "head_dtype": self.head_dtype,
         }
 
     @classmethod
@@ -298,6 +338,20 @@ def _check_fidelity(variant, fidelity, conv1_order, spatial_norm2):
         raise ValueError(f"spatial_norm2 must be True, False or None, got {spatial_norm2!r}")
     if variant == "owt" and (fidelity != "paper" or conv1_order == "cuda-convnet" or spatial_norm2):
         raise ValueError("fidelity, conv1_order and spatial_norm2 change the 2012 network; owt has no LRN")
+
+
+def _input_tensor_shape(input_tensor, input_shape):
+    """The input shape an `input_tensor` gives (keras.applications' rule: it must be a Keras tensor)."""
+    if input_tensor is None:
+        return input_shape
+    if not keras.backend.is_keras_tensor(input_tensor):
+        raise ValueError(
+            f"input_tensor must be a Keras tensor (keras.Input(...) or a layer's output), got {type(input_tensor).__name__}"
+        )
+    shape = tuple(input_tensor.shape[1:])
+    if input_shape is not None and tuple(input_shape) != shape:
+        raise ValueError(f"input_shape {tuple(input_shape)} does not match input_tensor's shape {shape}")
+    return shape
 
 
 def _pool5_size(size):
@@ -345,7 +399,7 @@ def _features_owt(x, init, dtype):
     return keras.layers.AdaptiveAveragePooling2D((6, 6), name="avgpool", dtype=dtype)(x)
 
 
-def _classifier(x, variant, init, classes, activation, dropout, rate, seed, dtype):
+def _classifier(x, variant, init, classes, activation, dropout, rate, seed, dtype, head_dtype):
     """fc6 to fc8. The paper drops fc6's and fc7's outputs; torchvision drops their inputs."""
 
     def drop(x, name, offset):
@@ -360,7 +414,7 @@ def _classifier(x, variant, init, classes, activation, dropout, rate, seed, dtyp
     else:
         x = drop(dense(x, 4096, "fc6"), "drop6", 0)
         x = drop(dense(x, 4096, "fc7"), "drop7", 1)
-    return dense(x, classes, "fc8", activation=activation)
+    return _dense(x, classes, "fc8", init=init, dtype=head_dtype, activation=activation)
 
 
 def _conv(
@@ -383,8 +437,8 @@ def _conv(
 
 
 def _lrn(x, name, convention, dtype):
-    """[P] §3.3 response normalisation, within each GPU's maps."""
-    return LocalResponseNormalization(groups=2, convention=convention, name=name, dtype=dtype)(x)
+    """[P] §3.3 response normalisation, within each GPU's maps (on its own device under `--parallel towers`)."""
+    return TowerLocalResponseNormalization(groups=2, convention=convention, name=name, dtype=dtype)(x)
 
 
 def _pool(x, name, dtype):

@@ -16,6 +16,7 @@ import pathlib
 import keras
 import numpy as np
 
+from ..constants import PRECISIONS
 from ..errors import UserError
 from ..weights.checks import existing, first_line, weights_format
 from ..weights.io import assign_weights, load_keras
@@ -74,8 +75,11 @@ def load_model(path):
     raise UserError(f"{path.name} holds weights but no architecture: pass a .keras, .pth or .npz file")
 
 
-def load_models(paths):
+def load_models(paths, precision=None):
     """The models to score: every path is checked before any is loaded, then each goes through `load_model`.
+
+    `precision`: a dtype policy name (`constants.PRECISIONS`) to score under, or
+    None for each file's own (float32 unless it was saved under a mixed policy).
 
     Raises `UserError` (one line) when a file is missing, corrupt, not a model or
     not an image classifier.
@@ -95,8 +99,24 @@ def load_models(paths):
         model = load_model(path)
         if path.endswith(".keras"):  # .pth and .npz build an AlexNet, always a classifier
             check_classifier(model, path)
-        models.append(model)
+        models.append(with_precision(model, precision, path) if precision else model)
     return models
+
+
+def with_precision(model, precision, name="the model"):
+    """`model` computing under the dtype policy `precision`: an AlexNet rebuilt from its config
+    with `dtype=precision` and the same (float32) weights; fc8 stays float32 (see `AlexNet`)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if not isinstance(model, AlexNet):
+        if model.dtype_policy.name == precision:
+            return model
+        raise UserError(f"{name} is a {type(model).__name__}, not an AlexNet: it runs only in its own precision")
+    if model.dtype_policy.name == precision and model.head_dtype == "float32":
+        return model
+    twin = AlexNet.from_config({**model.get_config(), "dtype": precision, "head_dtype": "float32"})
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def convert(src, dst):

@@ -46,6 +46,7 @@ class LearningRateSchedule(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # under a LossScaleOptimizer (mixed_float16)
         if self.boundaries is not None:
             number = epoch + 1  # Keras counts from 0; schedules, history.csv and [CC]'s logs from 1
             self.state["drops"] = sum(number >= d for d in self.boundaries.drops)

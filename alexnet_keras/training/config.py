@@ -28,6 +28,7 @@ from ..constants import (
     LRN_CONVENTIONS,
     MEAN_MODES,
     PARALLEL_MODES,
+    PRECISIONS,
     STRATEGIES,
     TOWER_IMPLS,
     VARIANTS,
@@ -71,6 +72,7 @@ CHOICES = {
     "lrn_convention": LRN_CONVENTIONS,
     "conv1_order": CONV1_ORDERS,
     "mean": MEAN_MODES,
+    "precision": PRECISIONS,
     "parallel": PARALLEL_MODES,
 }
 # Resolved from the variant or fidelity; parallel None: one device, or what --strategy / --simulate-gtx580 give.
@@ -136,6 +138,7 @@ class TrainConfig:
     strategy: str = "auto"
     simulate_gtx580: bool = False
     parallel: str | None = None  # "data" | "towers"; None: one device, or --strategy / --simulate-gtx580's
+    precision: str = "float32"  # a dtype policy: "mixed_float16" / "mixed_bfloat16" compute in 16 bits
     jit_compile: bool = False  # off: XLA is slower for this net on TF CPU (benchmarks/RESULTS.md)
     steps_per_execution: int = 1
     synthetic_classes: int = 1000

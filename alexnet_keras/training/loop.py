@@ -82,6 +82,8 @@ def build_model(config, class_wnids=None, spec=None):
         conv1_order=config.conv1_order,
         spatial_norm2=config.spatial_norm2,
         preprocessing=spec,
+        dtype=config.precision,  # a dtype policy; variables stay float32
+        head_dtype="float32",  # fc8's logits and softmax in float32 under a 16-bit policy
     )
     model.compile(
         optimizer=PaperSGD(
@@ -97,6 +99,7 @@ def build_model(config, class_wnids=None, spec=None):
         ],
         jit_compile=config.jit_compile or keras.backend.backend() == "jax",  # JAX without jit runs op by op
         steps_per_execution=config.steps_per_execution,
+        auto_scale_loss=True,  # under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer
     )
     return model
 
