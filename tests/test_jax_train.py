@@ -57,14 +57,28 @@ import jax, numpy as np, keras
 from jax.sharding import PartitionSpec
 from keras.src.backend.jax.trainer import _distribute_data  # what fit and train_on_batch call per batch
 from alexnet_keras.training import distribute
+from alexnet_keras import AlexNet
 from alexnet_keras.training.config import TrainConfig
-from alexnet_keras.training.loop import build_model
+from alexnet_keras.training.optimizers import PaperSGD
 
+import tensorflow as tf
+
+hidden, show = [], tf.config.set_visible_devices  # a spy: the real call still runs
+
+
+def spy(devices, device_type=None):
+    hidden.append((list(devices), device_type))
+    return show(devices, device_type)
+
+
+tf.config.set_visible_devices = spy
 devices = distribute.setup(TrainConfig(parallel="data", batch_size=8, classes=10))
+assert hidden == [([], "GPU")], hidden  # TF reserves no accelerator memory while JAX trains
 assert (devices.kind, devices.name, devices.replicas, devices.per_device_batch) == ("jax", "data", 2, 4), devices
 assert len(jax.devices()) == 2
 with devices.scope():
-    model = build_model(TrainConfig(classes=10, batch_size=8, init="paper", dropout="paper"))
+    model = AlexNet(classes=10)
+    model.compile(optimizer=PaperSGD(0.01), loss="sparse_categorical_crossentropy")
     model.optimizer.build(model.trainable_variables)
 for v in model.variables + model.optimizer.variables:
     sharding = v.value.sharding
@@ -120,6 +134,35 @@ print("masks differ between the devices on", differ)
 def test_paper_dropout_draws_a_different_mask_on_each_device():
     out = run_jax(DROPOUT_PER_DEVICE)
     assert "differ" in out
+
+
+def test_setup_on_tf_keeps_the_strategies_and_refuses_towers():
+    import keras
+
+    from alexnet_keras.errors import UserError
+    from alexnet_keras.training import distribute
+    from alexnet_keras.training.config import TrainConfig
+
+    assert keras.backend.backend() == "tensorflow"
+    with pytest.raises(UserError, match="KERAS_BACKEND=jax"):
+        distribute.setup(TrainConfig(parallel="towers"))
+    default = distribute.setup(TrainConfig(batch_size=8))
+    assert (default.kind, default.name, default.replicas, default.per_device_batch) == ("tf", "default", 1, 8)
+    data = distribute.setup(TrainConfig(batch_size=8, parallel="data"))
+    assert data.name == "data" and type(data.strategy).__name__ == "MirroredStrategy"
+    assert data.replicas == data.strategy.num_replicas_in_sync and data.per_device_batch * data.replicas == 8
+
+
+def test_configured_backend_reads_keras_own_settings_without_keras(tmp_path):
+    from alexnet_keras.training import distribute
+
+    assert distribute.configured_backend({"KERAS_BACKEND": "jax", "KERAS_HOME": str(tmp_path)}) == "jax"
+    assert distribute.configured_backend({"KERAS_HOME": str(tmp_path)}) == "tensorflow"  # no keras.json
+    (tmp_path / "keras.json").write_text('{"backend": "torch"}')
+    assert distribute.configured_backend({"KERAS_HOME": str(tmp_path)}) == "torch"
+    (tmp_path / "keras.json").write_text("{not json")
+    assert distribute.configured_backend({"KERAS_HOME": str(tmp_path)}) == "tensorflow"
+    distribute.require_backend_package({"KERAS_BACKEND": "tensorflow"})  # installed: nothing to say
 
 
 # --- slow: real steps and runs -----------------------------------------------------
@@ -268,11 +311,13 @@ def test_kill_9_during_a_jax_run_then_resume_matches_the_uninterrupted_run(jax_r
         env=jax_env(),
     )
     deadline = time.time() + 600
-    while proc.poll() is None and time.time() < deadline and not (run / "backup/epoch-0001.tmp.weights.h5").exists():
+    # Epoch 1 is finished and backed up once its record appears; the kill lands in epoch 2.
+    while proc.poll() is None and time.time() < deadline and not (run / "backup/epoch-0001.json").exists():
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before the kill"
-    proc.send_signal(signal.SIGKILL)  # mid epoch 1's backup
+    proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert not (run / "summary.json").exists() and len(history(run)) == 1  # killed mid-run
     result = jax_cli("train", "--resume", "--run-dir", str(run))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     got, want = history(run), history(reference)
