@@ -1,9 +1,40 @@
-"""A convolution split into towers, as on the paper's two GPUs: `keras.layers.Conv2D` with `groups`."""
+"""Layers split into towers, as on the paper's two GPUs: `keras.layers.Conv2D` with
+`groups`, and the per-tower LRN.
+
+`per_tower` runs a function once per tower. On one device it slices the channels
+and concatenates; under `--parallel towers` (`alexnet_keras.training.towers`, JAX)
+the active distribution supplies a `run_towers` hook that runs each tower on its own
+device, so a tower-local layer needs no communication (XLA's partitioner alone
+gathers whole kernels and maps there; issue 9).
+"""
 
 import keras
 from keras import ops
 
 from ..constants import KERAS_PACKAGE, TOWER_IMPLS
+from .lrn import LocalResponseNormalization
+
+
+def tower_runner(groups):
+    """The active distribution's `run_towers(fn, inputs, weights, axis)` when it has `groups` towers, else None."""
+    distribution = keras.distribution.distribution()
+    return distribution.run_towers if getattr(distribution, "towers", None) == groups else None
+
+
+def per_tower(fn, inputs, weights=(), groups=2, axis=-1):
+    """`fn(x_i, *w_i)` for each tower i, concatenated along `axis`.
+
+    `x_i` is the i-th of `groups` equal slices of `inputs` along `axis` (the
+    channels), `w_i` the i-th slice of each weight along its last axis (output
+    channels, Keras' `groups` kernel layout).
+    """
+    runner = tower_runner(groups)
+    if runner is not None:
+        return runner(fn, inputs, tuple(weights), axis)
+    # ops.split rather than strided slices: its gradient is one concat, where each
+    # slice's gradient is a zero-padded full-size copy (benchmarks/RESULTS.md).
+    parts = [ops.split(inputs, groups, axis=axis)] + [ops.split(w, groups, axis=-1) for w in weights]
+    return ops.concatenate([fn(*tower) for tower in zip(*parts, strict=True)], axis=axis)
 
 
 @keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
@@ -23,6 +54,9 @@ class GroupedConv2D(keras.layers.Conv2D):
     * `implementation="grouped"` is plain Conv2D: one `ops.conv` on the whole
       kernel, which backends with a native grouped kernel (cuDNN through JAX or
       torch) run in one launch.
+
+    Under `--parallel towers` either implementation runs each tower on its own
+    device (see `per_tower`).
 
     Args:
         filters: total output channels over all towers.
@@ -50,26 +84,43 @@ class GroupedConv2D(keras.layers.Conv2D):
 
     def convolution_op(self, inputs, kernel):
         # Conv2D.call's hook: it adds the bias and the activation to what this returns.
-        if self.implementation == "grouped" or self.groups == 1:
+        if self.groups == 1 or (self.implementation == "grouped" and tower_runner(self.groups) is None):
             return super().convolution_op(inputs, kernel)
+
+        def conv(x, k):
+            return ops.conv(
+                x,
+                k,
+                strides=list(self.strides),
+                padding=self.padding,
+                dilation_rate=self.dilation_rate,
+                data_format=self.data_format,
+            )
+
         axis = -1 if self.data_format == "channels_last" else 1
-        # ops.split rather than strided slices: its gradient is one concat, where each
-        # slice's gradient is a zero-padded full-size copy (benchmarks/RESULTS.md).
-        towers = zip(ops.split(inputs, self.groups, axis=axis), ops.split(kernel, self.groups, axis=-1), strict=True)
-        return ops.concatenate(
-            [
-                ops.conv(
-                    x,
-                    k,
-                    strides=list(self.strides),
-                    padding=self.padding,
-                    dilation_rate=self.dilation_rate,
-                    data_format=self.data_format,
-                )
-                for x, k in towers
-            ],
-            axis=axis,
-        )
+        return per_tower(conv, inputs, (kernel,), groups=self.groups, axis=axis)
 
     def get_config(self):
         return {**super().get_config(), "implementation": self.implementation}
+
+
+@keras.saving.register_keras_serializable(package=KERAS_PACKAGE)
+class TowerLocalResponseNormalization(LocalResponseNormalization):
+    """`LocalResponseNormalization` whose towers run on their own devices under `--parallel towers`.
+
+    On one device it is its parent exactly (the same call). Under a towers
+    distribution each device normalises its own half: the parent's one matmul over
+    rows of `channels // groups` reshapes the channel axis into the batch axis,
+    which XLA can only partition by gathering the whole map.
+
+    Example:
+    >>> x = keras.random.normal((2, 13, 13, 96))
+    >>> tuple(TowerLocalResponseNormalization(groups=2)(x).shape)
+    (2, 13, 13, 96)
+    """
+
+    def call(self, inputs):
+        if self.groups == 1 or tower_runner(self.groups) is None:
+            return super().call(inputs)
+        one = LocalResponseNormalization(self.depth_radius, self.bias, self.alpha, self.beta, 1, self.convention)
+        return per_tower(one.call, inputs, groups=self.groups)
