@@ -347,8 +347,15 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size, 
     is_flag=True,
     help="Also model what cuda-convnet held per card (2012 net): one card vs the paper's two-card split.",
 )
+@click.option(
+    "--parallel",
+    type=click.Choice(PARALLEL_MODES),
+    default=None,
+    help="data: replicas (2 with --simulate-gtx580); towers: the paper's split over 2 cards, "
+    "memory per card and bytes exchanged per step (arithmetic: any backend, any devices).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_command(variant, batch_size, simulate_gtx580, budget_gib, why_two_gpus, as_json):
+def plan_command(variant, batch_size, simulate_gtx580, budget_gib, why_two_gpus, parallel, as_json):
     """Per-layer profile and training memory per replica: does the batch fit?"""
     from . import profile
     from .errors import UserError
@@ -356,6 +363,9 @@ def plan_command(variant, batch_size, simulate_gtx580, budget_gib, why_two_gpus,
     from .simulations import clock, hardware, memory
 
     rows = profile.profile_model(AlexNet(variant))
+    if parallel == "towers":
+        budget = hardware.GTX580.memory_bytes if budget_gib is None else int(budget_gib * 2**30)
+        return _plan_towers(rows, variant, batch_size, simulate_gtx580, budget, why_two_gpus, as_json)
     replicas = hardware.GTX580.cards_in_paper if simulate_gtx580 else 1
     budget = hardware.GTX580.memory_bytes if budget_gib is None else int(budget_gib * 2**30)
     p = memory.plan(rows, batch_size, replicas=replicas, budget_bytes=budget)
@@ -392,6 +402,44 @@ def plan_command(variant, batch_size, simulate_gtx580, budget_gib, why_two_gpus,
             click.echo("")
             click.echo(memory.format_why_two_gpus(w))
     memory.check_fits(rows, batch_size, replicas=replicas, budget_bytes=budget)  # exit 2 after the plan
+
+
+def _plan_towers(rows, variant, batch_size, simulate_gtx580, budget, why_two_gpus, as_json):
+    """`plan --parallel towers`: each card's memory and the exchanges of the paper's split, on the 2012 clock."""
+    from . import profile
+    from .simulations import clock, memory
+
+    t = memory.towers_plan(rows, batch_size, budget_bytes=budget)  # refuses a net without towers (owt)
+    split = clock.split_breakdown(profile.totals(rows)["macs"], t.sent_bytes_per_card / batch_size)
+    epoch = clock.IMAGES_PER_EPOCH * split["seconds_per_image"]
+    w = memory.why_two_gpus(rows, batch_size, budget) if why_two_gpus else None
+    if as_json:
+        echo_json(
+            {
+                "variant": variant,
+                "simulate_gtx580": simulate_gtx580,
+                **t.as_dict(),
+                "gtx580_epoch_seconds": epoch,
+                "gtx580_split": split,
+                **({"cuda_convnet_2012": w.as_dict()} if w else {}),
+            }
+        )
+    else:
+        click.echo(
+            f"AlexNet {variant}: towers plan for batch {batch_size}"
+            + (" on 2x GTX 580 (3 GB each)" if simulate_gtx580 else f" on 2 cards of {budget / 2**30:g} GiB")
+        )
+        click.echo(memory.format_towers_plan(t))
+        click.echo(
+            f"one epoch of {clock.IMAGES_PER_EPOCH:,} images: about {clock.format_duration(epoch)} on 2x GTX 580 "
+            f"in 2012: per image {split['compute_seconds_per_image'] * 1e3:.2f} ms of compute (each card half "
+            f"of every layer's MACs) + {split['exchange_seconds_per_image'] * 1e3:.3f} ms over PCIe "
+            f"({split['exchange_share']:.1%}; {split['assumptions']})"
+        )
+        if w is not None:
+            click.echo("")
+            click.echo(memory.format_why_two_gpus(w))
+    memory.check_towers_fits(rows, batch_size, budget_bytes=budget)  # exit 2 after the plan
 
 
 _DATA_HELP = "Data: an image folder (class sub-folders), 'synthetic' or a TFDS name."

@@ -4,6 +4,8 @@ Every expected figure is computed here by hand from the layer shapes of [P] Fig.
 not read back from the code under test.
 """
 
+import json
+
 import pytest
 
 from alexnet_keras.constants import GTX580_MEMORY_BYTES
@@ -162,3 +164,26 @@ def test_pcie_rows_are_sourced():
     assert g.value("pcie_lanes") == 16 and g.value("pcie_transfer_rate") == 5.0
     assert "PCI Express 2.0 x16" in g.source("pcie_lanes") and "PCI-SIG" in g.source("pcie_transfer_rate")
     assert g.specs["pcie_bandwidth"][2] is True and "ASSUMPTION" in g.source("pcie_bandwidth")
+
+
+def test_plan_parallel_towers_json(capsys):
+    code, out, err = _main(["plan", "--parallel", "towers", "--simulate-gtx580", "--json"], capsys)
+    assert code in (0, None), err
+    report = json.loads(out)
+    assert report["parallel"] == "towers" and report["cards"] == 2 and report["fits"]
+    conv3 = report["exchanges"][0]
+    assert conv3["point"] == "conv3 input" and conv3["forward_bytes"] == 128 * 13 * 13 * 128 * 4
+    assert report["per_card_bytes"]["weights"] == 60_965_224 // 2 * 4
+    split = report["gtx580_split"]
+    assert split["exchange_bytes_per_image"] == 244_688
+    assert report["gtx580_epoch_seconds"] == pytest.approx(1.2e6 * 5.5 * 86400 / (90 * 1.2e6))
+
+
+def test_plan_parallel_towers_text_and_refusals(capsys):
+    code, out, err = _main(["plan", "--parallel", "towers"], capsys)
+    assert code in (0, None), err
+    assert "towers plan for batch 128" in out and "conv3 input" in out and "over PCIe" in out
+    code, out, err = _main(["plan", "--parallel", "towers", "--variant", "owt"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "use --parallel data" in err and "Traceback" not in err
+    code, out, err = _main(["plan", "--parallel", "towers", "--batch-size", "1024"], capsys)
+    assert code == 2 and "does not fit the towers split" in err and "Traceback" not in err
