@@ -182,8 +182,8 @@ class Devices:
     """Where a run trains, for either backend; `train` uses only this.
 
     `strategy` (TF) or `distribution` (JAX, a `keras.distribution.Distribution`)
-    is set, or neither: one device. `replicas`: data-parallel copies (1 for towers,
-    where both devices see the whole batch).
+    is set, or neither: one device. `replicas`: data-parallel copies of the network
+    (towers: one per pair of devices, both devices of a pair see the pair's whole batch).
     """
 
     kind: str  # "tf" | "jax"
@@ -315,7 +315,9 @@ def _setup_jax(config, parallel):
         except ImportError:  # lands with the towers module
             raise UserError("--parallel towers is not available in this version") from None
         distribution = towers.distribution(config.variant, devices=devices)
-        return Devices("jax", "towers", 1, config.batch_size, distribution=distribution)
+        pairs = len(devices) // 2  # each pair of devices holds one network; pairs train data parallel
+        towers_ = Devices("jax", "towers", pairs, config.batch_size // pairs, distribution=distribution)
+        return _checked(towers_, config.batch_size, "pairs of devices")
     if parallel == "data":
         distribution = keras.distribution.DataParallel(devices=devices)
         replicas = len(devices)
