@@ -144,6 +144,15 @@ def test_non_chief_runs_model_writes_in_a_scratch_folder_and_leaves_the_run_unto
     assert (tmp_path / "R" / "checkpoints" / "last.keras").read_text() == "weights"
 
 
+def test_validation_keeps_whole_global_batches_under_several_processes(monkeypatch):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.range(10).batch(8)  # 8 + a partial 2: split over 2 processes, 4 + 2 against 4
+    assert [len(b) for b in multihost.whole_batches(ds, 8)] == [8, 2]  # one process: unchanged
+    monkeypatch.setattr(multihost, "process_count", lambda: 2)
+    assert [b.numpy().tolist() for b in multihost.whole_batches(ds, 8)] == [list(range(8))]
+
+
 def test_single_process_helpers():
     assert multihost.active() is None
     assert (multihost.process_index(), multihost.process_count(), multihost.is_chief()) == (0, 1, True)

@@ -169,7 +169,7 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         TrainingStopped: the loss or the weights became NaN or infinite. Nothing
             from that epoch was saved; `summary.json` says why.
     """
-    from . import distribute
+    from . import distribute, multihost
 
     echo = line_safe(echo)  # a message never lands on the end of a progress bar
     # 1. Check everything, writing nothing.
@@ -243,6 +243,8 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         f"strategy: {devices.name} with {replicas} replica(s), {devices.per_device_batch} images each"
         + (f" (keras {keras.backend.backend()})" if devices.kind != "tf" else "")
     )
+    if multihost.active() is not None:
+        echo(multihost.active().describe(config.batch_size) + "; validation in whole global batches")
     images_per_epoch = steps * config.batch_size
     echo(
         f"2012 clock: one epoch of {images_per_epoch} images would take "
@@ -264,7 +266,7 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
         if noise_off is not None and config.epochs >= noise_off:
             quiet = (noise_off, lambda: _load_data(config, run, spec=spec, colour_noise=False, split=split)[1])
         stream = devices.distribute_dataset(training_stream(train_ds, resumed_from, steps, pass_batches, quiet))
-        val_stream = devices.distribute_dataset(val_ds)
+        val_stream = devices.distribute_dataset(multihost.whole_batches(val_ds, config.batch_size))
         with devices.fit_scope():
             stopped = _fit(model, stream, val_stream, config, resumed_from, steps, callback_list, writer, verbose)
     else:

@@ -206,6 +206,18 @@ def is_chief():
     return process_index() == 0
 
 
+def whole_batches(ds, batch_size):
+    """A batched validation set in whole global batches only, under several processes.
+
+    Every process must run the same number of equal steps: a last partial batch splits
+    unevenly (e.g. 4 + 2 images against 4) and one process waits for the other forever.
+    So the last partial batch is left out (at most `batch_size - 1` images).
+    """
+    if process_count() == 1:
+        return ds
+    return ds.unbatch().batch(batch_size, drop_remainder=True)
+
+
 def _no_gpu():
     # Decided before JAX starts its backends (they must not start before distributed.initialize).
     platforms = os.environ.get("JAX_PLATFORMS", "")
