@@ -246,3 +246,53 @@ def test_tower_lrn_is_the_plain_lrn_on_one_device():
         plain = LocalResponseNormalization(groups=2, convention=convention)(x)
         tower = TowerLocalResponseNormalization(groups=2, convention=convention)(x)
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(tower), keras.ops.convert_to_numpy(plain))
+
+
+_PAIRS = r"""
+import json
+import keras, numpy as np
+from alexnet_keras.training import towers
+from alexnet_keras.training.config import TrainConfig
+from alexnet_keras.training.loop import build_model
+
+config = TrainConfig(classes=10, batch_size=8, seed=3, dropout_rate=0.0)
+x = np.random.default_rng(0).normal(size=(8, 227, 227, 3)).astype("float32") * 50
+y = np.arange(8) % 10
+
+def build():
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+single = build()
+before = single.get_weights()
+single.train_on_batch(x, y)
+dist = towers.distribution("2012")
+keras.distribution.set_distribution(dist)
+model = build()
+model.set_weights(before)
+model.train_on_batch(x, y)
+errors = [float(np.abs(a - s).max() / np.abs(s).max()) for a, s in zip(model.get_weights(), single.get_weights()) if np.abs(s).max()]
+kernel = model.get_layer("conv2").kernel.value
+print("REPORT" + json.dumps(dict(
+    mesh=[list(dist.device_mesh.shape), list(dist.device_mesh.axis_names)],
+    spec=[str(axis) for axis in kernel.sharding.spec],
+    half=[list(s.data.shape) for s in kernel.addressable_shards],
+    error=max(errors),
+)))
+"""
+
+
+@pytest.mark.slow
+def test_four_devices_train_two_tower_pairs_data_parallel():
+    proc = subprocess.run(
+        [sys.executable, "-c", _PAIRS], cwd=REPO, env=_jax_env(4), capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("REPORT"))[len("REPORT") :])
+    print(f"\n4 devices (2 pairs): max relative error of the weights after one step: {report['error']:.3g}")
+    assert report["mesh"] == [[2, 2], ["batch", "model"]]
+    assert report["spec"] == ["None", "None", "None", "model"]
+    assert report["half"] == [[5, 5, 48, 128]] * 4  # each device of each pair holds half of conv2
+    assert report["error"] <= STEP_TOLERANCE
