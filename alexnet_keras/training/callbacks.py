@@ -9,7 +9,6 @@
 
 import math
 import pathlib
-import shutil
 import time
 
 import keras
@@ -24,7 +23,10 @@ from .rundir import (
     backup_epochs,
     error_text,
     fingerprint,
+    has_optimizer_state,
     history_text,
+    link_or_copy,
+    model_without_optimizer,
     read_record,
 )
 
@@ -120,7 +122,9 @@ def seed_variables(model):
 class RunWriter(keras.callbacks.Callback):
     """Everything a finished epoch leaves in the run directory, in this order:
 
-    1. `checkpoints/last.keras` and `best.keras` (when validation error improves);
+    1. `checkpoints/last.keras`, and `best.keras`: when validation error improves, a
+       hard link to last.keras; else, if it still holds an optimizer state, the same
+       model without it (see `rundir`: no file is stored twice);
     2. the epoch's row in `history.csv`;
     3. `checkpoints/last.json`, the record of last.keras;
     4. `backup/epoch-NNNN.weights.h5`, then `backup/epoch-NNNN.json`: from this
@@ -159,9 +163,14 @@ class RunWriter(keras.callbacks.Callback):
         run.write_with("checkpoints/last.keras", lambda tmp: self.model.save(tmp), everywhere=True)
         error = 1.0 - logs["val_acc"] if "val_acc" in logs else None
         best = self.best["best_error"]
+        best_path = run / "checkpoints/best.keras"
         if best is None or (error is not None and error < best):
-            run.write_with("checkpoints/best.keras", lambda tmp: shutil.copyfile(run / "checkpoints/last.keras", tmp))
+            # The best epoch is this one: best.keras is last.keras under a second name, not a second copy.
+            run.write_with("checkpoints/best.keras", lambda tmp: link_or_copy(run / "checkpoints/last.keras", tmp))
             self.best.update(best_error=error, best_epoch=n)
+        elif run.chief and has_optimizer_state(best_path):
+            # An older epoch, whose file last.keras no longer shares: keep what a model needs, drop the momentum.
+            run.write_with("checkpoints/best.keras", lambda tmp: model_without_optimizer(best_path, tmp))
         self.rows[:] = [r for r in self.rows if int(r["epoch"]) < n]
         self.rows.append({"epoch": str(n), **{k: repr(float(v)) for k, v in logs.items()}})
         run.write_text("history.csv", history_text(self.rows))

@@ -5,8 +5,12 @@ A run directory holds:
 * `config.json`: the resolved config, marked `"schema": "alexnet-keras/run/1"`,
   and a record of every resume and what it changed;
 * `history.csv`: one row per finished epoch (epochs count from 1);
-* `checkpoints/last.keras` (every epoch) and `checkpoints/best.keras` (best
-  validation top-1 error), with `checkpoints/last.json` describing `last.keras`;
+* `checkpoints/last.keras` (every epoch, with the optimizer state) and
+  `checkpoints/best.keras` (best validation top-1 error), with
+  `checkpoints/last.json` describing `last.keras`. An epoch that is the best so
+  far makes best.keras a hard link to last.keras (one file, two names); once a
+  later epoch replaces last.keras, best.keras is rewritten without the optimizer
+  state, which only resuming needs (`model_without_optimizer`);
 * `backup/epoch-NNNN.weights.h5` and `backup/epoch-NNNN.json`: the weights,
   optimizer and dropout-seed state after epoch N, and the schedule and best-score
   state; the two newest epochs are kept. `epoch-NNNN.json` is written last, so
@@ -25,6 +29,7 @@ Plain Python: what goes into the files (weights, records) comes from
 
 import csv
 import dataclasses
+import errno
 import io
 import json
 import os
@@ -32,6 +37,7 @@ import pathlib
 import shutil
 import tempfile
 import time
+import zipfile
 
 from ..errors import UserError
 from .config import resumed_config
@@ -150,6 +156,70 @@ class RunDir:
                     p for p in folder.iterdir() if p.is_file() and (TMP_TAG + "." in p.name or p.name.endswith(TMP_TAG))
                 ]
         return sorted(found)
+
+
+# --- checkpoints without duplicates ------------------------------------------------
+_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK)  # filesystems without hard links
+_KERAS_WEIGHTS = "model.weights.h5"  # the weights inside a .keras zip (keras.saving)
+_OPTIMIZER_GROUP = "optimizer"  # its group for the optimizer state
+
+
+def link_or_copy(src, dst):
+    """Makes `dst` the same file as `src` (a hard link: no second copy), or a copy where links are not allowed."""
+    try:
+        os.unlink(dst)
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(src, dst)
+    except OSError as e:
+        if e.errno not in _NO_LINKS:
+            raise
+        shutil.copyfile(src, dst)
+
+
+def has_optimizer_state(path):
+    """True when the `.keras` file at `path` holds an optimizer state (False if unreadable)."""
+    import h5py  # with Keras; imported here so that this module stays plain Python
+
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(_KERAS_WEIGHTS) as f, h5py.File(f, "r") as h5:
+            return _OPTIMIZER_GROUP in h5
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
+
+
+def model_without_optimizer(src, dst):
+    """Writes the `.keras` file `src` to `dst` without its optimizer state and compile config.
+
+    The result loads (safe mode) as the same model and weights, not compiled:
+    what predicting, scoring and fine-tuning need, at about half the size of
+    a file with SGD's momentum. Everything else in the archive is copied as is.
+    """
+    import h5py
+
+    dst = pathlib.Path(dst)
+    weights = dst.with_name(_tmp_name(dst.stem + ".h5"))  # a temporary name a resume cleans up
+    try:
+        with zipfile.ZipFile(src) as archive:
+            with archive.open(_KERAS_WEIGHTS) as f, h5py.File(f, "r") as old, h5py.File(weights, "w") as new:
+                for key, value in old.attrs.items():
+                    new.attrs[key] = value
+                for name in old:
+                    if name != _OPTIMIZER_GROUP:
+                        old.copy(old[name], new, name=name)
+            with zipfile.ZipFile(dst, "w") as out:
+                for item in archive.infolist():
+                    if item.filename == _KERAS_WEIGHTS:
+                        out.write(weights, _KERAS_WEIGHTS)
+                    elif item.filename == "config.json":
+                        config = json.loads(archive.read(item))
+                        config.pop("compile_config", None)  # nothing to compile without the optimizer's state
+                        out.writestr(item, json.dumps(config))
+                    else:
+                        out.writestr(item, archive.read(item))
+    finally:
+        weights.unlink(missing_ok=True)
 
 
 def _is_disk_error(e):
