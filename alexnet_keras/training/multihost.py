@@ -263,6 +263,9 @@ def initialize(config, environ=None):
     # Recoverable tasks: a process that dies no longer aborts the others from C++ (JAX's default
     # when a task fails); the watchdog sees it leave the live set and ends this one in one line.
     jax.config.update("jax_enable_recoverability", True)
+    # JAX's preemption service catches SIGTERM (to checkpoint at a sync point), so `kill`, `timeout`
+    # and a batch system's first signal did not stop a process; this package saves per epoch instead.
+    jax.config.update("jax_enable_preemption_service", False)
     # JAX aborts the process from C++ when it cannot reach the coordinator or the others do not
     # come; meeting first over a plain socket makes those one-line errors after `wait` seconds.
     rendezvous(c, wait)
