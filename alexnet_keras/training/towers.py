@@ -20,7 +20,10 @@ per device: `TowerParallel.run_towers` is a `jax.shard_map` over `"model"` that
 `alexnet_keras.layers.tower_conv.per_tower` calls (conv2/4/5 and lrn1/2), and the
 tower layers' outputs are pinned to the channel-sharded layout. conv1 and the pools
 need no hook: with a replicated input and output-sharded kernels they are local.
-`collectives_by_layer` counts what is left in the compiled train step.
+`collectives_by_layer` counts what is left in the compiled train step: on two
+devices, conv3, flatten (fc6's input), fc6, fc7 and fc8 (softmax over both halves),
+the loss and the metrics; nothing in conv1-pool2, conv4, conv5 or pool5
+(tests/test_towers.py). With pairs, the batch axis adds the data-parallel gradient sums.
 
 `owt` (torchvision's one-tower layout) has no towers and is refused.
 This module imports JAX inside its functions, so the package loads without it.
