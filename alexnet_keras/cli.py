@@ -317,17 +317,20 @@ def _score_models(model_paths, source, ten_crop, only_imagenet_val, batch_size, 
 
     from .evaluation import evaluate
     from .models.presets import load_models
+    from .training.progress import Bar
 
     models = load_models(model_paths, precision=precision)
     start = time.perf_counter()
-    result = evaluate(
-        models,
-        source,
-        ten_crop=ten_crop,
-        only_imagenet_val=only_imagenet_val,
-        batch_size=batch_size,
-        names=list(model_paths),
-    )
+    with Bar("scoring", unit="images", stream=sys.stderr) as bar:  # stdout keeps the result (and --json)
+        result = evaluate(
+            models,
+            source,
+            ten_crop=ten_crop,
+            only_imagenet_val=only_imagenet_val,
+            batch_size=batch_size,
+            names=list(model_paths),
+            progress=bar,
+        )
     took = time.perf_counter() - start
     return result, _gtx580_clock(models, result.images, 10 if ten_crop else 1, took)
 
@@ -470,10 +473,16 @@ def evaluate_command(model_paths, source, ten_crop, only_imagenet_val, batch_siz
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     if as_json:
-        echo_json({**result.as_dict(), "clock": when})
+        echo_json(_evaluate_json(result, when))
     else:
         click.echo(result.summary())
         click.echo(when)
+
+
+def _evaluate_json(result, when):
+    """`evaluate --json`: the score's fields once each (the intervals only under "ci95"), and the clock."""
+    fields = {k: v for k, v in result.as_dict().items() if k not in ("top1_ci95", "top5_ci95")}
+    return {**fields, "clock": when}
 
 
 @cli.command("compete")
@@ -531,8 +540,10 @@ def compete_command(year, model_paths, source, name, ten_crop, only_imagenet_val
 def convert_command(src, dst):
     """Convert torchvision AlexNet weights (SRC.pth) to DST.keras, DST.weights.h5 or DST.npz."""
     from .models.presets import convert
+    from .training.progress import Bar
 
-    model = convert(src, dst)
+    with Bar("convert", stream=sys.stderr) as bar:  # on stderr, so stdout keeps the result line
+        model = convert(src, dst, progress=bar)
     click.echo(f"wrote {dst} (AlexNet {model.variant}, {model.classes} classes)")
 
 
@@ -544,9 +555,39 @@ def convert_command(src, dst):
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
 def predict_command(images, model_path, weights, top, as_json):
     """Top-k ImageNet classes, with probabilities, for each IMAGE."""
+    from .constants import IMAGENET_CLASSES
+    from .errors import UserError
+    from .models.presets import load_model
     from .predict import predict
 
-    results = predict(list(images), model=model_path, weights=weights, top=top)
+    flag, source = _predict_source(model_path, weights)
+    for image in images:  # before the (slow) model load
+        if os.path.isdir(image):
+            raise UserError(f"{image} is a directory, not an image file")
+        if not os.path.exists(image):
+            raise UserError(f"image not found: {image}")
+    try:
+        model = load_model(source)
+    except UserError as e:
+        raise UserError(f"{flag} {source}: {e}") from None
+    if getattr(model, "preprocessing", None) is None:
+        raise UserError(f"{flag} {source} has no preprocessing spec, so it is not an AlexNet of this package; use one")
+    classes = getattr(model, "classes", None)
+    if getattr(model, "class_wnids", None) is None and classes not in (None, IMAGENET_CLASSES):
+        raise UserError(
+            f"{flag} {source} has {classes} outputs and records no class wnids (as after training on synthetic "
+            "data), so predict cannot name its classes"
+        )
+    warning = _imagenet_names_warning(model, source)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    try:
+        results = predict(list(images), model=model, top=top)
+    except UserError as e:  # predict names a model object "the model": say which flag gave it
+        message = str(e)
+        if message.startswith("the model "):
+            raise UserError(f"{flag} {source} {message[len('the model ') :]}") from None
+        raise
     if as_json:
         echo_json(
             [
@@ -559,6 +600,49 @@ def predict_command(images, model_path, weights, top, as_json):
         click.echo(image)
         for rank, (wnid, name, prob) in enumerate(preds, 1):
             click.echo(f"  {rank}. {name} ({wnid})  {prob:.4f}")
+
+
+def _predict_source(model_path, weights):
+    """(flag, path) of predict's model: exactly one of --model and --weights, an existing file of its kind."""
+    from .errors import UserError
+
+    if bool(model_path) == bool(weights):
+        raise UserError("predict needs exactly one of model files: --model (a .keras file) or --weights (.pth or .npz)")
+    flag, path, kinds = ("--model", model_path, (".keras",)) if model_path else ("--weights", weights, (".pth", ".npz"))
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a directory: give a {' or '.join(kinds)} file")
+    if not os.path.isfile(path):
+        raise UserError(f"{flag} {path}: file not found")
+    return flag, path
+
+
+def _imagenet_names_warning(model, source):
+    """One line when the ImageNet names predict prints cannot be what the model learned, else None.
+
+    A model trained on synthetic data has no class wnids, so its outputs would be
+    read as ImageNet-1k's; its run directory (`RUN/checkpoints/x.keras`) says so in
+    summary.json or config.json. A model without wnids from elsewhere gets the milder warning.
+    """
+    if getattr(model, "class_wnids", None) is not None:
+        return None
+    here = os.path.dirname(os.path.abspath(source))
+    run = os.path.dirname(here) if os.path.basename(here) == "checkpoints" else here
+    synthetic = None
+    try:
+        with open(os.path.join(run, "summary.json"), encoding="utf-8") as f:
+            synthetic = bool(json.load(f).get("synthetic_data"))
+    except (OSError, ValueError, AttributeError):
+        try:
+            with open(os.path.join(run, "config.json"), encoding="utf-8") as f:
+                synthetic = json.load(f)["config"].get("data") in (None, "synthetic")
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            pass
+    if synthetic:
+        return f"{source} was trained on synthetic data ({run}): the ImageNet names below are not classes it learned"
+    return (
+        f"{source} does not record its classes (no class_wnids, as after training on synthetic data): "
+        "the names below assume ImageNet-1k's order"
+    )
 
 
 @cli.group()

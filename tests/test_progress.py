@@ -145,7 +145,12 @@ def test_train_on_a_terminal_draws_a_bar_that_never_collides(tmp_path):
     assert not [line for line in lines if BAR_METRIC in line and CLOCK_LINE in line]
     assert [line for line in lines if line.startswith("epoch 1: ") and CLOCK_LINE in line]
     assert f"tensorboard: tensorboard --logdir {tmp_path / 'run' / 'tensorboard'}" in lines
-    assert "config:" in lines and "  variant:                  owt" in lines  # the aligned block
+    # the config as an aligned block: one "  key: value" line per field, the values in one column
+    block = lines[lines.index("config:") + 1 :]
+    block = block[: next(i for i, line in enumerate(block) if not line.startswith("  "))]
+    assert len(block) > 20 and ["variant:", "owt"] in [line.split() for line in block]
+    columns = {len(line) - len(line.split(": ", 1)[1].lstrip()) for line in block}
+    assert len(columns) == 1
 
 
 @pytest.mark.slow
@@ -156,6 +161,7 @@ def test_train_piped_json_and_quiet(tmp_path):
     assert piped.returncode == 0, piped.stderr
     summary = json.loads(piped.stdout)  # stdout: exactly one JSON object, the summary
     assert summary == json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["strategy"] == "default"  # the public name, not _DefaultDistributionStrategy
     assert "\r" not in piped.stdout + piped.stderr  # a pipe gets plain lines, no bar
     assert "epoch 1/1: 2 steps in" in piped.stderr and "config:" in piped.stderr
 
@@ -164,3 +170,27 @@ def test_train_piped_json_and_quiet(tmp_path):
     )
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout.splitlines() == [f"run directory: {tmp_path / 'b'}"]
+
+
+def test_score_reports_the_images_scored_after_each_batch():
+    from types import SimpleNamespace
+
+    from alexnet_keras import evaluation as ev
+
+    model = keras.Sequential(
+        [keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(8, activation="softmax")]
+    )
+    model.preprocessing = {"name": "paper", "input_size": 4, "resize": 6, "scale": 1.0, "mean": [0] * 3, "std": [1] * 3}
+    model.class_wnids = None
+    info = SimpleNamespace(name="toy", kind="folder", classes=8, class_wnids=None, val_examples=30)
+    batches = [(np.zeros((n, 4, 4, 3), "float32"), np.arange(n) % 8) for n in (7, 7, 7, 7, 2)]
+    out = io.StringIO()
+    bar = progress.Bar("scoring", unit="images", stream=out, terminal=False, interval=0)  # a line every batch
+    ev.score(model, batches, info, progress=bar)
+    assert [line.split(",")[0] for line in out.getvalue().splitlines()] == [
+        "scoring: 7/30 images (23%)",
+        "scoring: 14/30 images (46%)",
+        "scoring: 21/30 images (70%)",
+        "scoring: 28/30 images (93%)",
+        "scoring: 30/30 images (100%)",
+    ]

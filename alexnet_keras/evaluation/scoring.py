@@ -184,7 +184,7 @@ def check_nonfinite(nonfinite, images, what="the model"):
         )
 
 
-def score(models, ds, info, *, ten_crop=False, max_images=None, names=None):
+def score(models, ds, info, *, ten_crop=False, max_images=None, names=None, progress=None):
     """Streams `ds` through the models and returns a `Score`.
 
     Args:
@@ -196,6 +196,8 @@ def score(models, ds, info, *, ten_crop=False, max_images=None, names=None):
         ten_crop: average over the paper's ten patches.
         max_images: stop after this many images (for quick looks; never comparable).
         names: how to name the models in messages (e.g. their paths); default their `.name`.
+        progress: told the images scored after each batch: an object with `start(total)`,
+            `update(done)` and `close()`, such as `training.progress.Bar`; None for silence.
 
     Images whose outputs hold a NaN or inf count as wrong and are counted in
     `Score.nonfinite`; more than `NONFINITE_LIMIT` of them raises `UserError`.
@@ -209,6 +211,9 @@ def score(models, ds, info, *, ten_crop=False, max_images=None, names=None):
     size = int(spec["input_size"])
     mapping = label_mapping(models[0], info)
     counter = TopKCounter(ks=(1, 5))
+    if progress is not None:
+        total = getattr(info, "val_examples", None)
+        progress.start(min(total, max_images) if total and max_images else total or max_images)
     for images, labels in ds:
         images, labels = np.asarray(images), np.asarray(labels).reshape(-1)
         if max_images is not None and counter.n + len(labels) > max_images:
@@ -224,6 +229,10 @@ def score(models, ds, info, *, ten_crop=False, max_images=None, names=None):
             )
         probs = predict_probs(models, images, size if ten_crop else None)
         counter.update(probs, mapping[labels])
+        if progress is not None:
+            progress.update(counter.n)
+    if progress is not None:
+        progress.close()
     if counter.n == 0:
         raise UserError(f"no images to score in {getattr(info, 'name', 'the data')}")
     names = [str(n) for n in names] if names else [str(getattr(m, "name", "model")) for m in models]
@@ -252,7 +261,17 @@ def score(models, ds, info, *, ten_crop=False, max_images=None, names=None):
     )
 
 
-def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_size=32, max_images=None, names=None):
+def evaluate(
+    models,
+    source,
+    *,
+    ten_crop=False,
+    only_imagenet_val=False,
+    batch_size=32,
+    max_images=None,
+    names=None,
+    progress=None,
+):
     """Loads the data with the models' preprocessing and scores them.
 
     Args:
@@ -264,6 +283,7 @@ def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_s
         batch_size: images per forward pass.
         max_images: stop early (quick looks).
         names: how messages name the models; default their paths (or `.name`).
+        progress: see `score` (the CLI passes a `training.progress.Bar`).
 
     Returns:
         a `Score` (with `warnings`); `UserError` for a model whose outputs are
@@ -285,6 +305,6 @@ def evaluate(models, source, *, ten_crop=False, only_imagenet_val=False, batch_s
         source, batch_size=batch_size, spec=spec, crop=not ten_crop, only_imagenet_val=only_imagenet_val, **extra
     )
     warnings = contamination_warnings(models, source, only_imagenet_val)
-    result = score(models, ds, info, ten_crop=ten_crop, max_images=max_images, names=names)
+    result = score(models, ds, info, ten_crop=ten_crop, max_images=max_images, names=names, progress=progress)
     result.warnings = warnings + result.warnings
     return result

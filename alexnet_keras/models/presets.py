@@ -119,13 +119,15 @@ def with_precision(model, precision, name="the model"):
     return twin
 
 
-def convert(src, dst):
+def convert(src, dst, progress=None):
     """Converts weights between formats, typically torchvision's `.pth` to `.keras`.
 
     Args:
         src: a `.pth` state dict (builds `AlexNet("owt")` with fc8's class count),
             or an `.npz`/`.keras` file of ours.
         dst: `.keras` (model and preprocessing), `.weights.h5` or `.npz`.
+        progress: told each of the 3 steps (read, check, write): an object with `start(total)`,
+            `update(done, what)` and `close()`, such as `training.progress.Bar`; None for silence.
 
     Returns:
         The converted model.
@@ -141,7 +143,12 @@ def convert(src, dst):
         raise UserError(f"directory not found: {dst.parent}")
     if dst.is_dir():
         raise UserError(f"{dst} is a directory: give a file name such as {dst / ('alexnet' + kind)}")
+    step = progress.update if progress is not None else (lambda done, what="": None)
+    if progress is not None:
+        progress.start(3)
+    step(0, f"reading {src}")
     model = load_model(src)
+    step(1, "checking the weights")
     if not isinstance(model, AlexNet):
         raise UserError(
             f"{src} holds a {type(model).__name__}, not an AlexNet: convert reads torchvision .pth files "
@@ -152,6 +159,7 @@ def convert(src, dst):
         raise UserError(f"refusing to convert {src}: its weights are not finite (NaN or inf) in {bad[0]}")
     # Written under a temporary name first, so a failed write never leaves a partial dst.
     tmp = dst.with_name(f".{dst.name[: -len(kind)]}.tmp{os.getpid()}{kind}")
+    step(2, f"writing {dst}")
     try:
         if kind == ".keras":
             model.save(tmp)
@@ -164,6 +172,9 @@ def convert(src, dst):
         raise UserError(f"cannot write {dst}: {e.strerror or first_line(e)}") from None
     finally:
         tmp.unlink(missing_ok=True)
+    step(3)
+    if progress is not None:
+        progress.close()
     return model
 
 
