@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -112,6 +113,20 @@ def test_fit_progress_ends_the_bar_before_the_clock_line():
     assert all(line.startswith("epoch ") for line in clock_lines)  # no bar text in front of them
 
 
+def test_fit_progress_on_a_pipe_writes_plain_lines():
+    out = io.StringIO()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = np.zeros((16, 4), "float32"), np.arange(16) % 3
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[progress.FitProgress(stream=out, terminal=False)])
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and "\033" not in out.getvalue()
+    # 4 quick steps an epoch: no progress line (the first comes after 30 s), a header and a summary per epoch
+    heads = [re.sub(r"in \d+:\d\d$", "in m:ss", line.split(" - ")[0]) for line in lines]
+    assert heads == ["Epoch 1/2", "epoch 1/2: 4 steps in m:ss", "Epoch 2/2", "epoch 2/2: 4 steps in m:ss"]
+    assert lines[1].split(" - ")[1].startswith("loss: ")
+
+
 def _run_on_pty(argv, timeout=300):
     """Runs argv with stdout and stderr on a new pseudo-terminal; returns (exit code, everything printed)."""
     master, slave = pty.openpty()
@@ -164,6 +179,7 @@ def test_train_piped_json_and_quiet(tmp_path):
     assert summary["strategy"] == "default"  # the public name, not _DefaultDistributionStrategy
     assert "\r" not in piped.stdout + piped.stderr  # a pipe gets plain lines, no bar
     assert "epoch 1/1: 2 steps in" in piped.stderr and "config:" in piped.stderr
+    assert "Epoch 1/1" in piped.stderr.splitlines()  # Keras' header opens the epoch in a log
 
     quiet = subprocess.run(
         [*CLI, "train", *TINY, "--quiet", "--run-dir", str(tmp_path / "b")], capture_output=True, text=True, timeout=600

@@ -205,7 +205,8 @@ class FitProgress(keras.callbacks.Callback):
     callback list: its `on_epoch_end` then ends the bar before any later
     callback prints.
 
-    The epoch line: 'epoch 3/90: 740 steps in 2:01 - loss: 4.2 - acc: 0.21 - ... - val_top5_acc: 0.45'.
+    The epoch line: 'epoch 3/90: 740 steps in 2:01 - loss: 4.2 - acc: 0.21 - ... - val_top5_acc: 0.45';
+    when the output is not a terminal, Keras' header 'Epoch 3/90' opens each epoch.
     """
 
     def __init__(self, stream=None, interval=PLAIN_INTERVAL, terminal=None):
@@ -226,6 +227,9 @@ class FitProgress(keras.callbacks.Callback):
             interval=self.interval,
             terminal=self.terminal,
         )
+        if not self.bar.terminal:  # Keras' own header in logs, so a pipe shows when each epoch starts
+            self.bar.stream.write(f"Epoch {epoch + 1}{of}\n")
+            self.bar.stream.flush()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.bar is not None:
