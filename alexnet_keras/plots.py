@@ -400,6 +400,7 @@ def plot_curves(run_dirs, out=None, labels=None):
     >>> fig = plot_curves(["runs/a", "runs/b"], "curves.png", labels=["paper", "step"])  # doctest: +SKIP
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     if isinstance(run_dirs, (str, os.PathLike)):
         run_dirs = [run_dirs]
@@ -443,6 +444,7 @@ def plot_curves(run_dirs, out=None, labels=None):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     axes[-1].set_xlabel("epoch")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     last = max(max(c["epoch"]) for c in runs)
     axes[-1].set_xlim(0, last + 0.5)
 
