@@ -241,7 +241,8 @@ class FitProgress(keras.callbacks.Callback):
         bar, self.bar = self.bar, None
         metrics = format_metrics(logs)
         took = format_eta(bar.clock() - bar.started)
-        bar.close(line=f"{bar.label}: {bar.done} steps in {took}" + (f" - {metrics}" if metrics else ""))
+        steps = f"{bar.done} step{'' if bar.done == 1 else 's'}"
+        bar.close(line=f"{bar.label}: {steps} in {took}" + (f" - {metrics}" if metrics else ""))
 
     def on_train_end(self, logs=None):
         if self.bar is not None:  # fit stopped inside an epoch (stop_training)
