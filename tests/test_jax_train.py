@@ -327,3 +327,19 @@ def test_kill_9_during_a_jax_run_then_resume_matches_the_uninterrupted_run(jax_r
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), (a["epoch"], key)
     assert json.loads((run / "summary.json").read_text())["epochs_completed"] == 2
     assert not [p for p in run.rglob("*.tmp*") if "tensorboard" not in p.parts]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["data", "towers"])
+def test_parallel_runs_match_the_single_device_run(jax_run, tmp_path, mode):
+    """JAX draws each random mask over the global batch, so even with the paper's dropout
+    a two-device run (2 replicas, or 2 towers) sees the single-device run's masks and losses."""
+    run = tmp_path / "R"
+    result = jax_cli("train", "--epochs", "1", *STEPS, "--run-dir", str(run), *TINY, "--parallel", mode)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    replicas = 2 if mode == "data" else 1
+    assert f"strategy: {mode} with {replicas} replica(s), {8 // replicas} images each (keras jax)" in result.stdout
+    assert json.loads((run / "summary.json").read_text())["strategy"] == mode
+    (got,), want = history(run), history(jax_run[0])[0]
+    for key in ("loss", "acc", "val_loss", "val_acc"):
+        assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-5, abs=1e-6), key
