@@ -23,6 +23,7 @@ from alexnet_keras.predict import predict
 from alexnet_keras.preprocessing import get_spec
 from alexnet_keras.training import finetune
 from alexnet_keras.training.config import TrainConfig, frozen_layers, resolve
+from alexnet_keras.training.loop import build_model
 from alexnet_keras.weights import torchvision as tv
 from alexnet_keras.weights.io import load_keras
 from conftest import require_torch
@@ -65,7 +66,8 @@ def _model(seeded, folder, **fields):
     info = make_info(str(folder), "folder", CLASSES, 9, 3, spec, 4)
     config = resolve(config, info)
     keras.utils.set_random_seed(config.seed)
-    model = finetune.initial_model(config, info, spec, source)
+    model = build_model(config, class_wnids=list(info.class_names), spec=spec)
+    finetune.start_from(model, source, config.freeze)
     model.optimizer.build(model.trainable_variables)
     return config, model
 

@@ -163,20 +163,17 @@ def prepare(config, run, resume, given):
     return config, source, split
 
 
-def initial_model(config, info, spec, source):
-    """The compiled model a fine-tuning run starts from: the source's conv1 to fc7, a new fc8, frozen layers set.
+def start_from(model, source, freeze_spec):
+    """Turns a freshly built model into a fine-tuning start: the source's conv1 to fc7, its own new fc8, frozen layers set.
 
-    Call it where `build_model` would be called (inside the devices' scope), then build the optimizer.
+    Call it right after `build_model` (inside the devices' scope), then build the optimizer.
     """
-    from .loop import build_model  # loop imports this module
-
-    model = build_model(config, class_wnids=list(info.class_names), spec=spec)
     head = model.get_layer("fc8")
     fresh = head.get_weights()
     # assign_weights rescales the kernels after a dropout layer when the conventions differ; fc8 stays as drawn.
     assign_weights(model, {**source.layers, "fc8": fresh}, source.name, source.dropout)
     head.set_weights(fresh)
-    freeze(model, config.freeze)
+    freeze(model, freeze_spec)
     return model
 
 

@@ -192,10 +192,11 @@ def train(config, *, resume=False, given=None, echo=print, verbose="auto", callb
     def new_model():
         keras.utils.set_random_seed(config.seed)  # the same initial weights as a fresh run
         with devices.scope():
+            # A fine-tune labels its new head with the folder's own names.
+            labels = info.class_wnids if source is None else list(info.class_names)
+            model = build_model(config, class_wnids=labels, spec=spec)
             if source is not None:
-                model = finetune.initial_model(config, info, spec, source)
-            else:
-                model = build_model(config, class_wnids=info.class_wnids, spec=spec)
+                finetune.start_from(model, source, config.freeze)
             model.optimizer.build(model.trainable_variables)
         return model
 
