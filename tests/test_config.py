@@ -120,6 +120,7 @@ def test_cli_choices_are_the_validated_ones():
 
     params = {p.name: p for p in train_command.params}
     flagged = [name for name in C.CHOICES if name in _TRAIN_FLAGS]
-    assert flagged == ["variant", "init", "dropout", "strategy", "fidelity", "mean"]  # tower_impl is --set only
+    # tower_impl, lrn_convention and conv1_order are --set only
+    assert flagged == ["variant", "init", "dropout", "strategy", "fidelity", "mean", "precision", "parallel"]
     for name in flagged:
         assert tuple(params[name].type.choices) == tuple(C.CHOICES[name]), name

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -43,12 +42,6 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith("alexnet-keras: error:"), result.stderr[-2000:]
     assert message in lines[0]
     assert "Traceback" not in result.stderr
-
-
-def test_train_refuses_other_backends(tmp_path):
-    env = dict(os.environ, KERAS_BACKEND="jax")
-    result = cli("train", "--run-dir", str(tmp_path / "r"), env=env)
-    assert result.returncode == 2 and "TensorFlow backend" in result.stderr
 
 
 def _write_messy_dataset(root):
