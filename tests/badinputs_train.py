@@ -221,6 +221,16 @@ CASES = [
         env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "", "CUDA_VISIBLE_DEVICES": ""},
     ),
     case("train-torch-backend", ["train", *RUN, *TINY], "KERAS_BACKEND is 'torch'", env={"KERAS_BACKEND": "torch"}),
+    case(  # the paper's split is checked against 3 GB per card with the towers plan, not the data-parallel one
+        "train-simulate-gtx580-towers-batch-does-not-fit",
+        ["train", *RUN, *TINY, "--simulate-gtx580", "--parallel", "towers", "--batch-size", "1024"],
+        "does not fit the towers split",
+        env={
+            "KERAS_BACKEND": "jax",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+            "CUDA_VISIBLE_DEVICES": "",
+        },
+    ),
 ]
 
 

@@ -353,8 +353,13 @@ def _macs_and_memory_plan(model, config, replicas, echo):
     rows = profile.profile_model(model)
     if config.simulate_gtx580:
         layers = [r.as_dict() for r in rows]
-        echo(memory.format_plan(memory.plan(layers, config.batch_size, replicas=replicas)))
-        memory.check_fits(layers, config.batch_size, replicas=replicas)
+        if config.parallel == "towers":  # each card holds half of every layer, for the whole batch of each pair
+            batch = config.batch_size // replicas
+            echo(memory.format_towers_plan(memory.towers_plan(layers, batch)))
+            memory.check_towers_fits(layers, batch)
+        else:
+            echo(memory.format_plan(memory.plan(layers, config.batch_size, replicas=replicas)))
+            memory.check_fits(layers, config.batch_size, replicas=replicas)
     return profile.totals(rows)["macs"]
 
 
