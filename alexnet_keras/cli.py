@@ -24,8 +24,11 @@ PROG = "alexnet-keras"
 class _Command(click.Command):
     """Starts Keras only once the arguments parsed, so a usage error costs no backend start-up."""
 
+    late_backend = False  # True: the command starts Keras itself, once its own checks passed
+
     def invoke(self, ctx):
-        _quiet_backend_start()
+        if not self.late_backend:
+            _quiet_backend_start()
         return super().invoke(ctx)
 
 
@@ -230,8 +233,6 @@ def train(resume, config_file, overrides, quiet, as_json, **flags):
     3 when another process of a multi-process run was lost (relaunch all with --resume).
     """
     from .training.config import TrainConfig, read_config_file
-    from .training.loop import TrainingStopped
-    from .training.loop import train as run_training
 
     # `given`: the fields set on purpose, which a resume checks against the saved run.
     values = read_config_file(config_file) if config_file else {}
@@ -244,6 +245,11 @@ def train(resume, config_file, overrides, quiet, as_json, **flags):
     config = TrainConfig().update(**values)
     if resume and not config.run_dir:
         raise click.UsageError("--resume needs --run-dir")
+    config.validate()  # a bad value answers before Keras and TF take seconds to start
+    _quiet_backend_start()
+    from .training.loop import TrainingStopped
+    from .training.loop import train as run_training
+
     with _TrainOutput(quiet, as_json) as out:
         try:
             out.summary = run_training(config, resume=resume, given=set(values), echo=out.echo, verbose=out.verbose)
@@ -251,6 +257,9 @@ def train(resume, config_file, overrides, quiet, as_json, **flags):
             out.summary = e.summary
             click.echo(f"{PROG}: error: {e}", err=True)
             raise click.exceptions.Exit(1) from None
+
+
+train.late_backend = True
 
 
 class _TrainOutput:
