@@ -587,9 +587,6 @@ def predict_command(images, model_path, weights, top, as_json):
             f"{flag} {source} has {classes} outputs and records no class wnids (as after training on synthetic "
             "data), so predict cannot name its classes"
         )
-    warning = _imagenet_names_warning(model, source)
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
     try:
         results = predict(list(images), model=model, top=top)
     except UserError as e:  # predict names a model object "the model": say which flag gave it
@@ -597,6 +594,9 @@ def predict_command(images, model_path, weights, top, as_json):
         if message.startswith("the model "):
             raise UserError(f"{flag} {source} {message[len('the model ') :]}") from None
         raise
+    warning = _imagenet_names_warning(model, source, flag)  # after the images passed: an error stays one line
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         echo_json(
             [
@@ -625,12 +625,13 @@ def _predict_source(model_path, weights):
     return flag, path
 
 
-def _imagenet_names_warning(model, source):
+def _imagenet_names_warning(model, source, flag="--model"):
     """One line when the ImageNet names predict prints cannot be what the model learned, else None.
 
     A model trained on synthetic data has no class wnids, so its outputs would be
     read as ImageNet-1k's; its run directory (`RUN/checkpoints/x.keras`) says so in
-    summary.json or config.json. A model without wnids from elsewhere gets the milder warning.
+    summary.json or config.json. A `--model` without wnids from elsewhere gets the milder
+    warning; `--weights` (converted torchvision weights) are ImageNet's by construction.
     """
     if getattr(model, "class_wnids", None) is not None:
         return None
@@ -648,6 +649,8 @@ def _imagenet_names_warning(model, source):
             pass
     if synthetic:
         return f"{source} was trained on synthetic data ({run}): the ImageNet names below are not classes it learned"
+    if flag == "--weights":
+        return None
     return (
         f"{source} does not record its classes (no class_wnids, as after training on synthetic data): "
         "the names below assume ImageNet-1k's order"

@@ -130,6 +130,8 @@ def test_synthetic_run_warns_when_predict_prints_imagenet_names(untitled_model, 
     assert "was trained on synthetic data" in cli._imagenet_names_warning(untitled_model, source)
     (run / "config.json").write_text(json.dumps({"config": {"data": "/data/imagenet"}}))
     assert "does not record its classes" in cli._imagenet_names_warning(untitled_model, source)
+    # Converted torchvision weights (--weights) are ImageNet's: no warning without evidence of synthetic data.
+    assert cli._imagenet_names_warning(untitled_model, source, "--weights") is None
 
 
 def test_no_warning_for_a_model_that_knows_its_imagenet_classes(tmp_path):
