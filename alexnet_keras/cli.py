@@ -659,7 +659,7 @@ def _imagenet_names_warning(model, source, flag="--model"):
 
 @cli.group()
 def show():
-    """Figures from the paper."""
+    """Figures: the paper's filters (Figure 3) and a run's training curves."""
 
 
 @show.command("filters")
