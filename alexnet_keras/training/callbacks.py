@@ -153,7 +153,9 @@ class RunWriter(keras.callbacks.Callback):
             "fingerprint": fingerprint(self.run / weights) if self.run.chief else None,
             "schedule": dict(self.schedule.state),
             "checkpoints": dict(self.best),
-            "seed_states": {v.path: np.asarray(v).tolist() for v in seed_variables(self.model)},
+            # In model order: a seed generator's path carries a per-process name counter
+            # (seed_generator_3 after other models in the same process), so paths do not match on resume.
+            "seed_states": [np.asarray(v).tolist() for v in seed_variables(self.model)],
         }
 
     def on_epoch_end(self, epoch, logs=None):
@@ -205,10 +207,13 @@ def _load_state(model, run, record_path):
         raise UnusableState(f"{weights} is unreadable ({error_text(e)})") from None
     if non_finite_variable([*model.variables, *model.optimizer.variables]):
         raise UnusableState(f"{weights} holds non-finite weights")
-    seeds = record.get("seed_states") or {}
-    for v in seed_variables(model):
-        if v.path in seeds:
-            v.assign(np.asarray(seeds[v.path], dtype=v.dtype))
+    seeds = record.get("seed_states") or []
+    variables = seed_variables(model)
+    if isinstance(seeds, dict):  # records written before the list: keyed by path
+        seeds = [seeds[v.path] for v in variables] if all(v.path in seeds for v in variables) else []
+    if len(seeds) == len(variables):
+        for v, state in zip(variables, seeds, strict=True):
+            v.assign(np.asarray(state, dtype=v.dtype))
     return record
 
 
