@@ -1,5 +1,6 @@
 """alexnet_keras.simulations: leaderboards and their report, GTX 580, the 2012 clock and the memory plan."""
 
+import gc
 import hashlib
 import json
 import math
@@ -461,6 +462,10 @@ def _measured_peak(variant, batch, optimizer, steps=3):
     from alexnet_keras.models import AlexNet
     from alexnet_keras.training.optimizers import PaperSGD
 
+    # Earlier tests' models in this process, freed mid-measurement, would sink below `base`:
+    # free them first, so `base` holds only what stays live.
+    keras.backend.clear_session()
+    gc.collect()
     base = tf.config.experimental.get_memory_info("CPU:0")["current"]
     model = AlexNet(variant, seed=0)
     size = model.input_shape[1]
