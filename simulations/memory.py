@@ -270,20 +270,28 @@ def format_plan(p):
         )
     lines.append("-" * len(header))
     lines.append(f"training memory per replica ({p.replicas} replica(s), {p.per_replica_batch} images each, float32):")
-    for label, n in (
-        ("weights", p.weights_bytes),
-        ("gradients", p.gradients_bytes),
-        ("optimizer slots", p.optimizer_bytes),
-        ("activations kept for backprop", p.activations_bytes),
-        ("backprop transients", p.transient_bytes),
-        ("workspace (optimizer temporaries)", p.workspace_bytes),
-        ("all-reduce buffer", p.allreduce_bytes),
-    ):
-        lines.append(f"  {label:<36} {_mib(n):>14}")
+    lines += _memory_lines(
+        p,
+        (
+            ("weights", p.weights_bytes),
+            ("gradients", p.gradients_bytes),
+            ("optimizer slots", p.optimizer_bytes),
+            ("activations kept for backprop", p.activations_bytes),
+            ("backprop transients", p.transient_bytes),
+            ("workspace (optimizer temporaries)", p.workspace_bytes),
+            ("all-reduce buffer", p.allreduce_bytes),
+        ),
+    )
+    return "\n".join(lines)
+
+
+def _memory_lines(p, items):
+    """A plan's memory terms, its total and budget in MiB, then its verdict (shared by both plans' text)."""
+    lines = [f"  {label:<36} {_mib(n):>14}" for label, n in items]
     lines.append(f"  {'total':<36} {_mib(p.total_bytes):>14}")
     lines.append(f"  {'budget':<36} {_mib(p.budget_bytes):>14}")
     lines.append(p.verdict())
-    return "\n".join(lines)
+    return lines
 
 
 # --- What cuda-convnet held on a GTX 580 (issue 14 item 6: why two GPUs) -----
@@ -1118,20 +1126,19 @@ def format_towers_plan(p):
     lines.append(
         f"training memory per card (towers: {p.cards} cards, half of every layer, all {p.batch_size} images, float32):"
     )
-    for label, n in (
-        ("weights (half of every layer)", p.weights_bytes),
-        ("gradients", p.gradients_bytes),
-        ("optimizer slots", p.optimizer_bytes),
-        ("activations kept for backprop", p.activations_bytes),
-        ("gathered halves from the other card", p.gathered_bytes),
-        ("backprop transients", p.transient_bytes),
-        ("workspace (optimizer temporaries)", p.workspace_bytes),
-        ("exchange send buffer", p.exchange_buffer_bytes),
-    ):
-        lines.append(f"  {label:<36} {_mib(n):>14}")
-    lines.append(f"  {'total':<36} {_mib(p.total_bytes):>14}")
-    lines.append(f"  {'budget':<36} {_mib(p.budget_bytes):>14}")
-    lines.append(p.verdict())
+    lines += _memory_lines(
+        p,
+        (
+            ("weights (half of every layer)", p.weights_bytes),
+            ("gradients", p.gradients_bytes),
+            ("optimizer slots", p.optimizer_bytes),
+            ("activations kept for backprop", p.activations_bytes),
+            ("gathered halves from the other card", p.gathered_bytes),
+            ("backprop transients", p.transient_bytes),
+            ("workspace (optimizer temporaries)", p.workspace_bytes),
+            ("exchange send buffer", p.exchange_buffer_bytes),
+        ),
+    )
     lines.append(f"bytes one card sends the other per training step (batch {p.batch_size}):")
     lines.append(f"  {'point':<14} {'tensor':<10} {'forward':>14} {'backward':>14}")
     for e in p.exchanges:
