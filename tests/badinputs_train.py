@@ -22,6 +22,12 @@ TINY = (
     "2",
 )
 RUN = ("--run-dir", "R")
+# JAX on two forced CPU devices (the device count is fixed when JAX starts).
+JAX_TWO_CPUS = {
+    "KERAS_BACKEND": "jax",
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    "CUDA_VISIBLE_DEVICES": "",
+}
 # A sitecustomize that makes writes under $ALEXNET_TEST_FAULT's folder fail inside the CLI process.
 FAULT_HOOK = str(pathlib.Path(__file__).resolve().parent / "fault_hook")
 # A folder whose `jax` package fails to import, as on a machine without JAX.
@@ -208,11 +214,7 @@ CASES = [
         "train-parallel-data-batch-does-not-divide",
         ["train", *RUN, *TINY, "--parallel", "data", "--batch-size", "7"],
         "does not divide across 2 devices",
-        env={
-            "KERAS_BACKEND": "jax",
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-            "CUDA_VISIBLE_DEVICES": "",
-        },
+        env=JAX_TWO_CPUS,
     ),
     case(
         "train-simulate-gtx580-jax-one-cpu",
@@ -225,11 +227,7 @@ CASES = [
         "train-simulate-gtx580-towers-batch-does-not-fit",
         ["train", *RUN, *TINY, "--simulate-gtx580", "--parallel", "towers", "--batch-size", "1024"],
         "does not fit the towers split",
-        env={
-            "KERAS_BACKEND": "jax",
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-            "CUDA_VISIBLE_DEVICES": "",
-        },
+        env=JAX_TWO_CPUS,
     ),
 ]
 
