@@ -22,6 +22,11 @@ TOWER_IMPLS = ("split", "grouped")
 LRN_CONVENTIONS = ("paper", "cuda-convnet")
 CONV1_ORDERS = ("paper", "cuda-convnet")  # conv1 -> ReLU -> LRN -> pool, or [CC]'s conv1 -> LRN -> pool -> ReLU
 FIDELITIES = ("paper", "cuda-convnet")  # [P]'s printed network, or every certain difference of [CC] model 145
+# Ablation switches of the 2012 net (AlexNet's lrn, pool, activation, towers, remove_conv).
+OVERLAPPING_POOL = (3, 2)  # [P] §3.4: (window, stride) of pool1, pool2, pool5; (2, 2) is its non-overlapping comparison
+ACTIVATIONS = ("relu", "tanh")  # [P] §3.1 compares ReLU with tanh
+TOWER_COUNTS = (1, 2)  # [P] §3.2: the one-GPU net (half the kernels but conv5 and fc) or the two-GPU net
+REMOVABLE_CONVS = ("conv3", "conv4", "conv5")  # [P] §7: removing a middle conv layer; which one is ours
 
 # --- training ------------------------------------------------------------------
 # multi-worker (TF) is refused in one line: Keras 3 fit cannot run it (keras-team/keras#20585); see training.multihost

@@ -12,6 +12,7 @@ import json
 import keras
 
 from ..constants import (
+    ACTIVATIONS,
     CONV1_ORDERS,
     DEFAULT_DROPOUT,
     DEFAULT_INIT,
@@ -21,9 +22,13 @@ from ..constants import (
     INPUT_SIZE,
     KERAS_PACKAGE,
     MIN_INPUT,
+    OVERLAPPING_POOL,
+    REMOVABLE_CONVS,
+    TOWER_COUNTS,
     VARIANTS,
 )
-from ..layers import AlexNetDropout, GroupedConv2D, SpatialResponseNormalization
+from ..errors import UserError
+from ..layers import AlexNetDropout, GroupedConv2D, LocalResponseNormalization, SpatialResponseNormalization
 from ..layers.tower_conv import TowerLocalResponseNormalization
 from ..preprocessing import get_spec
 from ..weights.io import load_weights
@@ -34,6 +39,11 @@ _BIAS_ONE = ("conv2", "conv4", "conv5", "fc6", "fc7")  # [P] §5: these start wi
 _WEIGHT_STD = 0.01  # [P] §5: N(0, 0.01) for every layer
 _CONSTRUCTOR_KWARGS = ("trainable",)  # what keras.Model may take beyond our arguments (from_config passes it)
 _CUDA_CONVNET_STD = {"conv3": 0.03, "conv4": 0.03, "conv5": 0.03}  # layers-145.cfg initW (notes Q2 D3)
+# conv1-conv5 kernels by towers. [P] §3.2's one-GPU net halves each conv layer but, by its
+# footnote, not the last (fc6 holds most parameters), nor the fc layers.
+_CONV_WIDTHS = {2: (96, 256, 384, 384, 256), 1: (48, 128, 192, 192, 256)}
+# The ablation switches off: Fig. 2's network (owt takes no other value).
+_SWITCHES_OFF = dict(lrn=True, pool=OVERLAPPING_POOL, activation="relu", towers=2, remove_conv=None)
 # What each `fidelity` sets for the options left at None. "cuda-convnet" is every
 # model difference that docs/cuda-convnet-2012.md Q2 marks certain (D1-D4).
 _FIDELITY = {
@@ -134,6 +144,16 @@ class AlexNet(keras.Model):
             (5x5, scale 0.001, pow 0.75), between lrn2 and pool2. `None`: the
             fidelity's. 2012 only.
         fidelity: `"paper"` or `"cuda-convnet"` (see above).
+        lrn: `False` drops lrn1 and lrn2 ([P] §3.3's ablation; `cnorm2` stays). 2012 only.
+        pool: `(size, stride)` of pool1, pool2 and pool5; `(2, 2)` is [P] §3.4's
+            non-overlapping comparison (same map sizes from 227). 2012 only.
+        activation: `"relu"` or `"tanh"` ([P] §3.1) for conv1-conv5, fc6 and fc7
+            (and `relu1`). fc8 keeps `classifier_activation`. 2012 only.
+        towers: `2`, or `1` for [P] §3.2's one-GPU net: conv1-conv4 with half the
+            kernels (48, 128, 192, 192), conv5 and fc6-fc8 full, no groups, LRN
+            over all maps. 2012 only.
+        remove_conv: `None`, `"conv3"`, `"conv4"` or `"conv5"`: that layer is left
+            out and the next reads what came before ([P] §7). 2012 only.
         class_wnids: optional list of WordNet ids, one per class, kept in the config
             so that predict, evaluate and compete can map labels.
         preprocessing: a spec name or dict (see `alexnet_keras.preprocessing`);
@@ -175,6 +195,11 @@ class AlexNet(keras.Model):
         conv1_order=None,
         spatial_norm2=None,
         fidelity="paper",
+        lrn=True,
+        pool=OVERLAPPING_POOL,
+        activation="relu",
+        towers=2,
+        remove_conv=None,
         class_wnids=None,
         preprocessing=None,
         seed=None,
@@ -189,8 +214,9 @@ class AlexNet(keras.Model):
             raise TypeError(f"AlexNet() got an unexpected keyword argument {unknown[0]!r}")
         variant = str(variant)
         input_shape = _input_tensor_shape(input_tensor, input_shape)
-        _check_arguments(variant, include_top, input_shape, pooling, init, classes, class_wnids)
         _check_fidelity(variant, fidelity, conv1_order, spatial_norm2)
+        switches = _check_switches(variant, lrn, pool, activation, towers, remove_conv)
+        _check_arguments(variant, include_top, input_shape, pooling, init, classes, class_wnids, switches["pool"])
         preset = _FIDELITY[fidelity]
         lrn_convention = lrn_convention or preset["lrn_convention"]
         conv1_order = conv1_order or preset["conv1_order"]
@@ -207,7 +233,7 @@ class AlexNet(keras.Model):
         rebuilt_by_config = inputs == [image]
         inputs = inputs[0] if len(inputs) == 1 else inputs  # one input: a tensor, so calls take a bare array
         if variant == "2012":
-            x = _features_2012(image, init, tower_impl, lrn_convention, conv1_order, spatial_norm2, dtype)
+            x = _features_2012(image, init, tower_impl, lrn_convention, conv1_order, spatial_norm2, dtype, switches)
         else:
             x = _features_owt(image, init, dtype)
         if include_top:
@@ -217,6 +243,7 @@ class AlexNet(keras.Model):
                 init,
                 classes,
                 classifier_activation,
+                switches["activation"],
                 dropout,
                 dropout_rate,
                 seed,
@@ -246,6 +273,11 @@ class AlexNet(keras.Model):
         self.conv1_order = conv1_order
         self.spatial_norm2 = spatial_norm2
         self.fidelity = fidelity
+        self.lrn = switches["lrn"]
+        self.pool = switches["pool"]  # a tuple: immutable, as below
+        self.activation = switches["activation"]
+        self.towers = switches["towers"]
+        self.remove_conv = switches["remove_conv"]
         # Kept as immutable values: Keras wraps list/dict attributes in trackers that
         # point back at the model, so copying one would copy the whole model.
         self._class_wnids = tuple(class_wnids) if class_wnids is not None else None
@@ -289,6 +321,11 @@ class AlexNet(keras.Model):
             "conv1_order": self.conv1_order,
             "spatial_norm2": self.spatial_norm2,
             "fidelity": self.fidelity,
+            "lrn": self.lrn,
+            "pool": list(self.pool),  # JSON's form, so a round trip compares equal
+            "activation": self.activation,
+            "towers": self.towers,
+            "remove_conv": self.remove_conv,
             "class_wnids": self.class_wnids,
             "preprocessing": self.preprocessing,
             "seed": self.seed,
@@ -303,7 +340,7 @@ class AlexNet(keras.Model):
         return cls(**config)
 
 
-def _check_arguments(variant, include_top, input_shape, pooling, init, classes, class_wnids):
+def _check_arguments(variant, include_top, input_shape, pooling, init, classes, class_wnids, pool):
     """`ValueError` for arguments that cannot build an AlexNet."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -313,18 +350,21 @@ def _check_arguments(variant, include_top, input_shape, pooling, init, classes, 
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
     if class_wnids is not None and len(class_wnids) != classes:
         raise ValueError(f"{len(class_wnids)} class_wnids given for {classes} classes")
-    if input_shape is None:
-        return
-    input_shape = tuple(input_shape)
+    input_shape = tuple(input_shape or (INPUT_SIZE[variant], INPUT_SIZE[variant], 3))  # the default too: `pool`
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise ValueError(f"input_shape must be (height, width, 3), got {input_shape}")
     for size in input_shape[:2]:
         if size is not None and size < MIN_INPUT[variant]:
             raise ValueError(f"AlexNet {variant} needs inputs of at least {MIN_INPUT[variant]} px, got {input_shape}")
-        if variant == "2012" and include_top and _pool5_size(size) != 6:
+        if variant != "2012":
+            continue
+        pool5 = _pool5_size(size, pool)
+        if pool5 is not None and pool5 < 1:
+            raise ValueError(f"AlexNet 2012 with pool={list(pool)} leaves no pool5 map for {input_shape}")
+        if include_top and pool5 != 6:
             raise ValueError(
-                f"AlexNet 2012 with include_top=True needs a 6x6 pool5 map (227x227 input); "
-                f"{input_shape} gives {_pool5_size(size)}. Use include_top=False for other sizes."
+                f"AlexNet 2012 with include_top=True needs a 6x6 pool5 map (227x227 input); {input_shape} "
+                f"with pool={list(pool)} gives {pool5}. Use include_top=False for other sizes."
             )
 
 
@@ -338,6 +378,40 @@ def _check_fidelity(variant, fidelity, conv1_order, spatial_norm2):
         raise ValueError(f"spatial_norm2 must be True, False or None, got {spatial_norm2!r}")
     if variant == "owt" and (fidelity != "paper" or conv1_order == "cuda-convnet" or spatial_norm2):
         raise ValueError("fidelity, conv1_order and spatial_norm2 change the 2012 network; owt has no LRN")
+
+
+def _check_switches(variant, lrn, pool, activation, towers, remove_conv):
+    """The ablation switches as a dict (`pool` a tuple); `ValueError` for bad values or any on owt."""
+    if lrn not in (True, False):
+        raise ValueError(f"lrn must be True or False, got {lrn!r}")
+    if not (
+        isinstance(pool, (tuple, list))
+        and len(pool) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pool)
+    ):
+        raise ValueError(f"pool must be (size, stride), two positive ints such as (3, 2) or (2, 2), got {pool!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if towers not in TOWER_COUNTS or isinstance(towers, bool):
+        raise ValueError(f"towers must be one of {TOWER_COUNTS}, got {towers!r}")
+    if remove_conv is not None and remove_conv not in REMOVABLE_CONVS:
+        raise ValueError(f"remove_conv must be None or one of {REMOVABLE_CONVS}, got {remove_conv!r}")
+    switches = dict(lrn=bool(lrn), pool=tuple(pool), activation=activation, towers=int(towers), remove_conv=remove_conv)
+    changed = sorted(k for k, v in switches.items() if v != _SWITCHES_OFF[k])
+    if variant == "owt" and changed:
+        raise ValueError(f"{', '.join(changed)} change the 2012 network; owt has no LRN or towers: leave them out")
+    _check_tower_split(switches["towers"])
+    return switches
+
+
+def _check_tower_split(towers):
+    """`UserError` for the one-GPU net under `--parallel towers` (training.towers): it has no towers to split."""
+    split = getattr(keras.distribution.distribution(), "towers", None)  # TowerParallel's tower count
+    if split is not None and towers != split:
+        raise UserError(
+            f"--parallel towers splits the {split}-tower 2012 network over devices; towers={towers} has no towers "
+            "to split: use --parallel data or one device"
+        )
 
 
 def _input_tensor_shape(input_tensor, input_shape):
@@ -354,35 +428,43 @@ def _input_tensor_shape(input_tensor, input_shape):
     return shape
 
 
-def _pool5_size(size):
+def _pool5_size(size, pool=OVERLAPPING_POOL):
     """Spatial size at pool5 of the 2012 net for a square input (None stays None)."""
     if size is None:
         return None
+    window, stride = pool
     size = (size - 11) // 4 + 1  # conv1: 11x11, stride 4, no padding
-    for _ in range(3):  # pool1, pool2, pool5: 3x3, stride 2 (conv2 to conv5 keep the size)
-        size = (size - 3) // 2 + 1
+    for _ in range(3):  # pool1, pool2, pool5 (conv2 to conv5 keep the size)
+        size = (size - window) // stride + 1 if size >= window else 0
     return size
 
 
-def _features_2012(x, init, tower_impl, lrn_convention, conv1_order, spatial_norm2, dtype):
-    """Fig. 2's five conv layers; `groups=2` keeps a layer on its own GPU's half of the maps."""
-    conv = functools.partial(_conv, init=init, tower_impl=tower_impl, dtype=dtype)
-    lrn = functools.partial(_lrn, convention=lrn_convention, dtype=dtype)
-    pool = functools.partial(_pool, dtype=dtype)
+def _features_2012(x, init, tower_impl, lrn_convention, conv1_order, spatial_norm2, dtype, switches):
+    """Fig. 2's five conv layers; `groups=2` keeps a layer on its own GPU's half of the maps.
+
+    `switches` (`lrn`, `pool`, `activation`, `towers`, `remove_conv`) are the paper's
+    ablations; at their defaults this is Fig. 2 (widths below for two towers).
+    """
+    act, towers = switches["activation"], switches["towers"]
+    conv = functools.partial(
+        _conv_unless_removed, removed=switches["remove_conv"], init=init, tower_impl=tower_impl, dtype=dtype
+    )
+    lrn = functools.partial(_lrn, convention=lrn_convention, towers=towers, dtype=dtype, keep=switches["lrn"])
+    pool = functools.partial(_pool, dtype=dtype, pool=switches["pool"])
+    width1, width2, width3, width4, width5 = _CONV_WIDTHS[towers]
     relu_late = conv1_order == "cuda-convnet"  # [CC] normalises conv1's pre-ReLU maps (notes Q2 D1)
-    conv1_activation = None if relu_late else "relu"
-    x = conv(x, 96, 11, "conv1", strides=4, padding="valid", activation=conv1_activation)  # 55x55x96, 48 per GPU
+    x = conv(x, width1, 11, "conv1", strides=4, padding="valid", activation=None if relu_late else act)  # 55x55x96
     x = pool(lrn(x, "lrn1"), "pool1")  # 27x27x96
     if relu_late:
-        x = keras.layers.ReLU(name="relu1", dtype=dtype)(x)
-    x = conv(x, 256, 5, "conv2", groups=2)  # 27x27x256: each GPU reads only its own 48 maps
+        x = _late_activation(act, dtype)(x)
+    x = conv(x, width2, 5, "conv2", groups=towers, activation=act)  # 27x27x256: each GPU reads only its own 48 maps
     x = lrn(x, "lrn2")
     if spatial_norm2:  # [CC]'s cnorm2, absent from the paper (notes Q1 and Q2 D2)
         x = SpatialResponseNormalization(5, scale=1e-3, power=0.75, name="cnorm2", dtype=dtype)(x)
     x = pool(x, "pool2")  # 13x13x256
-    x = conv(x, 384, 3, "conv3")  # 13x13x384: reads both GPUs' maps
-    x = conv(x, 384, 3, "conv4", groups=2)  # 13x13x384
-    x = conv(x, 256, 3, "conv5", groups=2)  # 13x13x256
+    x = conv(x, width3, 3, "conv3", activation=act)  # 13x13x384: reads both GPUs' maps
+    x = conv(x, width4, 3, "conv4", groups=towers, activation=act)  # 13x13x384
+    x = conv(x, width5, 3, "conv5", groups=towers, activation=act)  # 13x13x256
     return pool(x, "pool5")  # 6x6x256
 
 
@@ -399,14 +481,14 @@ def _features_owt(x, init, dtype):
     return keras.layers.AdaptiveAveragePooling2D((6, 6), name="avgpool", dtype=dtype)(x)
 
 
-def _classifier(x, variant, init, classes, activation, dropout, rate, seed, dtype, head_dtype):
+def _classifier(x, variant, init, classes, activation, hidden_activation, dropout, rate, seed, dtype, head_dtype):
     """fc6 to fc8. The paper drops fc6's and fc7's outputs; torchvision drops their inputs."""
 
     def drop(x, name, offset):
         layer_seed = None if seed is None else seed + offset
         return AlexNetDropout(rate, mode=dropout, seed=layer_seed, name=name, dtype=dtype)(x)
 
-    dense = functools.partial(_dense, init=init, dtype=dtype)
+    dense = functools.partial(_dense, init=init, dtype=dtype, activation=hidden_activation)
     x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
     if variant == "owt":  # torchvision: Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear
         x = dense(drop(x, "drop6", 0), 4096, "fc6")
@@ -436,14 +518,31 @@ def _conv(
     return GroupedConv2D(filters, kernel, groups=groups, implementation=tower_impl, **common)(x)
 
 
-def _lrn(x, name, convention, dtype):
+def _conv_unless_removed(x, filters, kernel, name, removed, **kwargs):
+    """`_conv`, or `x` itself for the layer `remove_conv` leaves out: the next layer reads what came before."""
+    return x if name == removed else _conv(x, filters, kernel, name, **kwargs)
+
+
+def _late_activation(activation, dtype):
+    """[CC]'s `relu1` after pool1; with `activation="tanh"` the same place applies tanh."""
+    if activation == "relu":
+        return keras.layers.ReLU(name="relu1", dtype=dtype)
+    return keras.layers.Activation(activation, name="relu1", dtype=dtype)
+
+
+def _lrn(x, name, convention, towers, dtype, keep=True):
     """[P] §3.3 response normalisation, within each GPU's maps (on its own device under `--parallel towers`)."""
-    return TowerLocalResponseNormalization(groups=2, convention=convention, name=name, dtype=dtype)(x)
+    if not keep:  # [P] §3.3's comparison without it
+        return x
+    if towers == 1:  # one GPU: all maps in one window sum
+        return LocalResponseNormalization(convention=convention, name=name, dtype=dtype)(x)
+    return TowerLocalResponseNormalization(groups=towers, convention=convention, name=name, dtype=dtype)(x)
 
 
-def _pool(x, name, dtype):
-    """Overlapping max pooling ([P] §3.4): 3x3 windows, stride 2."""
-    return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name=name, dtype=dtype)(x)
+def _pool(x, name, dtype, pool=OVERLAPPING_POOL):
+    """Max pooling; by default overlapping ([P] §3.4): 3x3 windows, stride 2."""
+    window, stride = pool
+    return keras.layers.MaxPooling2D(window, strides=stride, padding="valid", name=name, dtype=dtype)(x)
 
 
 def _dense(x, units, name, init, dtype, activation="relu"):

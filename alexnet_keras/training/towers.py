@@ -25,7 +25,11 @@ devices, conv3, flatten (fc6's input), fc6, fc7 and fc8 (softmax over both halve
 the loss and the metrics; nothing in conv1-pool2, conv4, conv5 or pool5
 (tests/test_towers.py). With pairs, the batch axis adds the data-parallel gradient sums.
 
-`owt` (torchvision's one-tower layout) has no towers and is refused.
+`owt` (torchvision's one-tower layout) has no towers and is refused. Of AlexNet's
+ablation switches, `remove_conv` keeps both towers and runs here (the left-out
+layer's layouts go unused; without conv3 the towers first meet at fc6), and
+`towers=1`, the one-GPU net, has nothing to split: `AlexNet` refuses to build it
+under a `TowerParallel` (a `UserError`, a `ValueError`). The rest change no layout.
 This module imports JAX inside its functions, so the package loads without it.
 """
 
