@@ -17,6 +17,7 @@ import math
 import pathlib
 
 from ..constants import (
+    ACTIVATIONS,
     CONV1_ORDERS,
     DEFAULT_DROPOUT,
     DEFAULT_INIT,
@@ -29,7 +30,9 @@ from ..constants import (
     MEAN_MODES,
     PARALLEL_MODES,
     PRECISIONS,
+    REMOVABLE_CONVS,
     STRATEGIES,
+    TOWER_COUNTS,
     TOWER_IMPLS,
     VARIANTS,
 )
@@ -42,6 +45,9 @@ PLATEAU_PATIENCE = 5  # the paper gives no number; an epoch count that suits 90 
 MAX_LR_DROPS = 3  # [P] §5: "reduced three times prior to termination"
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed seeds numpy, which takes 32 bits
 
+# The ablation switches (`alexnet-keras ablate`) and the values they take.
+ABLATION_FIELDS = ("lrn", "pool", "activation", "towers", "remove_conv", "pca_lighting")
+POOLS = ("3/2", "2/2")
 # Fields a resumed run may change; every other field keeps the value saved in config.json.
 # The processes of this launch: each launch says its own (a resume may run on other hosts).
 LAUNCH_FIELDS = ("coordinator", "num_processes", "process_id")
@@ -74,9 +80,12 @@ CHOICES = {
     "mean": MEAN_MODES,
     "precision": PRECISIONS,
     "parallel": PARALLEL_MODES,
+    "pool": POOLS,
+    "activation": ACTIVATIONS,
+    "remove_conv": REMOVABLE_CONVS,
 }
 # Resolved from the variant or fidelity; parallel None: one device, or what --strategy / --simulate-gtx580 give.
-_NONE_MEANS_DEFAULT = ("init", "dropout", "lrn_convention", "conv1_order", "parallel")
+_NONE_MEANS_DEFAULT = ("init", "dropout", "lrn_convention", "conv1_order", "parallel", "remove_conv")
 
 # (lowest allowed, whether None is allowed) for integer fields.
 _INT_FIELDS = {
@@ -101,7 +110,7 @@ _FLOAT_FIELDS = {
     "weight_decay": (0.0, False, math.inf),
     "dropout_rate": (0.0, False, 1.0),
 }
-_BOOL_FIELDS = ("simulate_gtx580", "jit_compile")
+_BOOL_FIELDS = ("simulate_gtx580", "jit_compile", "lrn", "pca_lighting")
 _PATH_FIELDS = ("tfds_data_dir", "tfds_manual_dir", "run_dir", "init_from")
 
 
@@ -155,6 +164,13 @@ class TrainConfig:
     init_from: str | None = None  # a .keras, .pth or .npz file, or "imagenet" (torchvision's weights)
     freeze: str = "none"  # "none", "features" (conv1-conv5) or "up-to:LAYER" (conv1 to LAYER, up to fc7)
     val_split: float | None = None  # a folder without train/ and val/: the share held out per class (default 0.1)
+    # The paper's ablations (`alexnet-keras ablate`); the defaults are the paper's network and data.
+    lrn: bool = True  # False: no lrn1, lrn2 (§3.3)
+    pool: str = "3/2"  # pool size/stride of pool1, pool2, pool5; "2/2": non-overlapping (§3.4)
+    activation: str = "relu"  # "tanh": §3.1's comparison
+    towers: int = 2  # 1: the one-GPU net with half the kernels of conv1-conv4 (§3.2)
+    remove_conv: str | None = None  # "conv3" | "conv4" | "conv5": one middle conv layer removed (§7)
+    pca_lighting: bool = True  # False: no PCA colour noise (§4.1)
 
     @classmethod
     def field_names(cls):
@@ -203,6 +219,9 @@ class TrainConfig:
         for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"bad value for {name}: {getattr(self, name)!r} (expected true or false)")
+        if type(self.towers) is not int or self.towers not in TOWER_COUNTS:
+            raise UserError(f"bad value for towers: {self.towers!r} (expected 1 or 2)")
+        self._validate_ablations()
         if self.spatial_norm2 not in (None, True, False):
             raise UserError(f"bad value for spatial_norm2: {self.spatial_norm2!r} (expected true, false or none)")
         if self.variant == "owt" and (
@@ -222,6 +241,37 @@ class TrainConfig:
         parse_schedule(self.lr_schedule)
         self._validate_finetune()
         return self
+
+    def ablated(self):
+        """The ablation switches set away from the paper's network, as {field: value}."""
+        defaults = TrainConfig()
+        return {k: getattr(self, k) for k in ABLATION_FIELDS if getattr(self, k) != getattr(defaults, k)}
+
+    def model_switches(self):
+        """The ablation switches as `AlexNet` keyword arguments."""
+        size, stride = (int(n) for n in self.pool.split("/"))
+        return dict(
+            lrn=self.lrn,
+            pool=(size, stride),
+            activation=self.activation,
+            towers=self.towers,
+            remove_conv=self.remove_conv,
+        )
+
+    @staticmethod
+    def switch_fields(model):
+        """An `AlexNet`'s ablation switches as `TrainConfig` fields (the reverse of `model_switches`)."""
+        size, stride = model.pool
+        fields = dict(pool=f"{size}/{stride}", lrn=model.lrn, activation=model.activation, towers=model.towers)
+        return {**fields, "remove_conv": model.remove_conv}
+
+    def _validate_ablations(self):
+        """The switches change the 2012 network, which `--parallel towers` splits as the paper did."""
+        changed = [k for k in self.ablated() if k != "pca_lighting"]
+        if changed and self.variant != "2012":
+            raise UserError(f"{', '.join(changed)} change the 2012 network; use --variant 2012")
+        if changed and self.parallel == "towers":
+            raise UserError(f"--parallel towers splits the paper's network; {', '.join(changed)} change it")
 
     def _validate_finetune(self):
         """The fine-tuning and auto-split fields (training.finetune, data.folders)."""

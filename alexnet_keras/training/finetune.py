@@ -36,7 +36,7 @@ from ..weights.torchvision import (
     load_torchvision_state_dict,
     torchvision_to_keras,
 )
-from .config import frozen_layers
+from .config import TrainConfig, frozen_layers
 
 IMAGENET_SOURCE = "imagenet"
 SOURCE_HELP = "give a .keras, .pth or .npz file, or 'imagenet'"
@@ -100,7 +100,7 @@ def _keras_source(path, name):
     if not isinstance(model, AlexNet):
         raise UserError(f"--init-from {name} holds a {type(model).__name__}, not an AlexNet of this package")
     layers = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
-    arch = {f: getattr(model, f) for f in _ARCH_FIELDS}
+    arch = {**{f: getattr(model, f) for f in _ARCH_FIELDS}, **TrainConfig.switch_fields(model)}
     dropout = (model.dropout, model.dropout_rate) if model.include_top else None
     return _checked(Source(name, model.variant, layers, dropout, model.preprocessing, arch))
 

@@ -84,6 +84,7 @@ def build_model(config, class_wnids=None, spec=None):
         preprocessing=spec,
         dtype=config.precision,  # a dtype policy; variables stay float32
         head_dtype="float32",  # fc8's logits and softmax in float32 under a 16-bit policy
+        **config.model_switches(),  # the paper's ablations; the defaults build the paper's network
     )
     model.compile(
         optimizer=PaperSGD(
@@ -332,6 +333,7 @@ def _load_data(config, run, spec=None, colour_noise=True, split=None):
                 mean = data.compute_mean_image(images, spec=spec, **_source_options(config))
                 spec = preprocessing.with_mean_image(spec, mean)
     keras.utils.set_random_seed(config.seed)
+    colour_noise = colour_noise and config.pca_lighting
     if split is not None:  # a folder of class folders: its recorded (or new) split
         train_ds, val_ds, info = finetune.load_split(split, spec, config, colour_noise)
     else:
@@ -346,6 +348,16 @@ def _load_data(config, run, spec=None, colour_noise=True, split=None):
     if info.classes < 2:
         raise UserError(f"the data has {info.classes} class; training needs at least 2")
     return config, train_ds, val_ds, info, spec, mean
+
+
+def data_info(config):
+    """The `DataInfo` (classes, sizes) of the config's data, read as `train` reads it; nothing trains."""
+    from .. import data
+
+    spec = preprocessing.get_spec(DEFAULT_PREPROCESSING[config.variant])
+    return data.load(
+        config.data, spec=spec, synthetic_val_examples=config.synthetic_val_examples, **_source_options(config)
+    )[2]
 
 
 def _macs_and_memory_plan(model, config, replicas, echo):
