@@ -232,17 +232,7 @@ def train(resume, config_file, overrides, quiet, as_json, **flags):
     (nothing from that epoch is saved), 2 for bad input or an unusable run directory,
     3 when another process of a multi-process run was lost (relaunch all with --resume).
     """
-    from .training.config import TrainConfig, read_config_file
-
-    # `given`: the fields set on purpose, which a resume checks against the saved run.
-    values = read_config_file(config_file) if config_file else {}
-    values.update({k: v for k, v in flags.items() if v is not None})
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-        values[key.strip().replace("-", "_")] = value
-    config = TrainConfig().update(**values)
+    config, values = _config_from(config_file, overrides, flags)
     if resume and not config.run_dir:
         raise click.UsageError("--resume needs --run-dir")
     config.validate()  # a bad value answers before Keras and TF take seconds to start
@@ -260,6 +250,21 @@ def train(resume, config_file, overrides, quiet, as_json, **flags):
 
 
 train.late_backend = True
+
+
+def _config_from(config_file, overrides, flags):
+    """`(TrainConfig, the fields set on purpose)` from `--config`, the flags and `--set KEY=VALUE`, in that order."""
+    from .training.config import TrainConfig, read_config_file
+
+    # The fields set on purpose: a resume checks them against the saved run.
+    values = read_config_file(config_file) if config_file else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        values[key.strip().replace("-", "_")] = value
+    return TrainConfig().update(**values), values
 
 
 class _TrainOutput:
@@ -309,6 +314,201 @@ class _TrainOutput:
             final = [line for line in self.lines if str(line).startswith("run directory:")]
             click.echo(final[-1] if final else (self.lines[-1] if self.lines else "done"))
         return False
+
+
+# --- tune and ablate ---------------------------------------------------------------
+_SEARCH_FLAGS = ("data", "variant", "steps_per_epoch", "validation_steps", "batch_size", "seed", "precision")
+
+
+def _with_search_flags(command):
+    """The data and run flags `tune` and `ablate` share with `train`."""
+    options = [_TRAIN_FLAGS[name] for name in _SEARCH_FLAGS]
+    options += [
+        click.option("--simulate-gtx580", is_flag=True, default=None, help="Train each trial as on two 3 GB GTX 580s."),
+        click.option(
+            "--config", "config_file", type=click.Path(dir_okay=False), help="JSON file of TrainConfig fields."
+        ),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any TrainConfig field."),
+        click.option(
+            "--plot", "plot_path", type=click.Path(dir_okay=False), help="Also draw the results to this image."
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print only the report, as one JSON object on stdout; progress goes to stderr.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _search_base(config_file, overrides, flags):
+    """The config every trial starts from; `--batch-size` and the rest as `train` reads them."""
+    config, _ = _config_from(config_file, overrides, flags)
+    return config.validate()
+
+
+@cli.command("tune")
+@_with_search_flags
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default="runs/tune",
+    show_default=True,
+    help="The search's directory: keras-tuner's folder, the trials' runs, the report and best_config.json. "
+    "The same command with the same --run-dir resumes the search.",
+)
+@click.option(
+    "--space",
+    "space_file",
+    type=click.Path(dir_okay=False),
+    help="JSON search space (default: lr, weight_decay, momentum, dropout_rate, init, batch_size).",
+)
+@click.option("--tuner", type=click.Choice(("hyperband", "random", "bayesian")), default="hyperband", show_default=True)
+@click.option(
+    "--max-trials",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Random and Bayesian search: trials to run (rejected ones don't count).",
+)
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    default=9,
+    show_default=True,
+    help="Hyperband: the most epochs one trial trains.",
+)
+@click.option(
+    "--epochs-per-trial",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Random and Bayesian search: epochs of each trial.",
+)
+@click.option(
+    "--budget-2012",
+    metavar="DURATION",
+    help="Stop once the trials' 2012-clock training time passes this, e.g. '1 week' or '36 h'.",
+)
+@click.option(
+    "--budget-gib",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Memory per replica in GiB that a trial must fit (default: 3 with --simulate-gtx580, else none).",
+)
+def tune_command(
+    run_dir,
+    space_file,
+    tuner,
+    max_trials,
+    max_epochs,
+    epochs_per_trial,
+    budget_2012,
+    budget_gib,
+    config_file,
+    overrides,
+    plot_path,
+    as_json,
+    **flags,
+):
+    """Search the training recipe with keras-tuner; each trial is a `train` run under the same limits."""
+    from .search.space import load_space
+
+    space = load_space(space_file)  # bad input answers before Keras starts
+    base = _search_base(config_file, overrides, flags)
+    if budget_2012 is not None:
+        from .simulations.clock import parse_duration
+
+        try:
+            parse_duration(budget_2012)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--budget-2012") from None
+    _quiet_backend_start()
+    from .search.tune import format_report, tune
+
+    with _TrainOutput(False, as_json) as out:
+        report = tune(
+            base,
+            run_dir=run_dir,
+            space=space,
+            tuner=tuner,
+            max_trials=max_trials,
+            max_epochs=max_epochs,
+            epochs_per_trial=epochs_per_trial,
+            seed=base.seed,
+            budget_2012=budget_2012,
+            budget_gib=budget_gib,
+            pinned={"batch_size": flags["batch_size"]},
+            echo=out.echo,
+            verbose=out.verbose,
+        )
+        out.summary = report
+        if plot_path:
+            from .plots import plot_trials
+
+            plot_trials(report, plot_path)
+            out.echo(f"wrote {plot_path}")
+        out.echo(format_report(report))
+        out.echo(f"best config: {os.path.join(run_dir, 'best_config.json')}" if report["best"] else "no best config")
+
+
+tune_command.late_backend = True
+
+
+@cli.command("ablate")
+@_with_search_flags
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default="runs/ablate",
+    show_default=True,
+    help="The grid's directory; the same command with the same --run-dir resumes it.",
+)
+@click.option(
+    "--only",
+    metavar="ID,...",
+    help="Arms to run (the baseline always runs): lrn, pool, relu, dropout, pca, towers, "
+    "depth_conv3, depth_conv4, depth_conv5. Default: all.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Training seeds per arm (--seed, --seed + 1, ...).",
+)
+@click.option("--epochs-per-trial", type=click.IntRange(min=1), default=5, show_default=True)
+def ablate_command(run_dir, only, seeds, epochs_per_trial, config_file, overrides, plot_path, as_json, **flags):
+    """Replay the paper's ablations and set each measured change beside the paper's claim."""
+    from .search.arms import check_arms, parse_only
+
+    arms = parse_only(only)
+    base = check_arms(_search_base(config_file, overrides, flags), arms)
+    _quiet_backend_start()
+    from .search.ablate import ablate, format_report
+
+    with _TrainOutput(False, as_json) as out:
+        report = ablate(
+            base,
+            run_dir=run_dir,
+            arms=arms,
+            seeds=seeds,
+            epochs_per_trial=epochs_per_trial,
+            echo=out.echo,
+            verbose=out.verbose,
+        )
+        out.summary = report
+        if plot_path:
+            from .plots import plot_ablations
+
+            plot_ablations(report, plot_path)
+            out.echo(f"wrote {plot_path}")
+        out.echo(format_report(report))
+
+
+ablate_command.late_backend = True
 
 
 # --- evaluate and compete ----------------------------------------------------------

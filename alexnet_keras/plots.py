@@ -11,6 +11,8 @@ through `save_figure`, so a notebook's or a program's own backend is left alone.
   one group of 64.
 * `plot_leaderboard`: an ILSVRC table as a bar chart, with a placed entry, and
   [P]'s own models below it as unranked reference bars (outlined, no fill).
+* `plot_trials`, `plot_ablations`: `tune`'s objective against each hyperparameter, and
+  `ablate`'s changes in error with their intervals beside [P]'s claims.
 * `plot_curves`: a run's loss, top-1 and top-5 error against epoch from its
   `history.csv`, lr drops marked, with a top axis in 2012-clock time; several
   runs overlay.
@@ -460,4 +462,97 @@ def plot_curves(run_dirs, out=None, labels=None):
         top.set_gid("gtx580_clock")
     if out is not None:
         save_figure(fig, out, dpi=120)
+    return fig
+
+
+def plot_trials(report, out=None):
+    """A `tune` report's objective (validation top-1 error) against each hyperparameter, one panel each.
+
+    Finished trials are dots; rejected and failed ones are crosses on the lower edge
+    (they have no score); a log axis where the values span more than a decade.
+
+    Args:
+        report: the dict `alexnet_keras.search.tune` returns (or `trials.json`).
+        out: image file to write; `None` only returns the figure.
+    """
+    from matplotlib.figure import Figure
+
+    if out is not None:
+        figure_format(out)
+    trials = report["trials"]
+    names = sorted({k for t in trials for k in t["hyperparameters"] if not k.startswith("tuner/")})
+    if not names:
+        raise UserError("the report has no hyperparameters to plot")
+    fig = Figure(figsize=(4 * min(len(names), 3), 3.2 * math.ceil(len(names) / 3)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(math.ceil(len(names) / 3), min(len(names), 3), squeeze=False)).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        done = [t for t in trials if t["objective"] is not None and name in t["hyperparameters"]]
+        others = [t for t in trials if t["objective"] is None and name in t["hyperparameters"]]
+        ax.scatter([_axis_value(t["hyperparameters"][name]) for t in done], [t["objective"] for t in done], color="C0")
+        if others:
+            ax.scatter(
+                [_axis_value(t["hyperparameters"][name]) for t in others],
+                [0] * len(others),
+                marker="x",
+                color="C3",
+                label="rejected / failed",
+                clip_on=False,
+            )
+            ax.legend(fontsize="small")
+        values = [t["hyperparameters"][name] for t in done + others]
+        if all(isinstance(v, (int, float)) and v > 0 for v in values) and max(values) > 10 * min(values):
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("validation top-1 error")
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"{report['tuner']} search: {len(trials)} trials")
+    if out is not None:
+        save_figure(fig, out)
+    return fig
+
+
+def _axis_value(value):
+    return str(value) if isinstance(value, str) else value
+
+
+def plot_ablations(report, out=None):
+    """An `ablate` report: each arm's change in top-1 and top-5 error with its 95% interval, beside [P]'s claim.
+
+    Change = error(baseline) - error(ablated), so bars left of zero mean the
+    paper's design choice helped; [P]'s claimed change is a diamond.
+
+    Args:
+        report: the dict `alexnet_keras.search.ablate` returns (or `ablations.json`).
+        out: image file to write; `None` only returns the figure.
+    """
+    from matplotlib.figure import Figure
+
+    if out is not None:
+        figure_format(out)
+    rows = [r for r in report["ablations"] if r.get("ci95")]
+    if not rows:
+        raise UserError("the report has no ablation with a result yet (only the baseline, or no finished trial)")
+    fig = Figure(figsize=(10, 0.5 * len(rows) + 2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(rows))
+    for ax, metric in zip(axes, ("top1", "top5"), strict=True):
+        change = np.array([r["change"][metric] for r in rows])
+        low = np.array([r["ci95"][metric][0] for r in rows])
+        high = np.array([r["ci95"][metric][1] for r in rows])
+        ax.errorbar(change * 100, y, xerr=[(change - low) * 100, (high - change) * 100], fmt="o", capsize=3)
+        claimed = [(i, (r["paper_claim"] or {}).get(f"{metric}_change")) for i, r in enumerate(rows)]
+        claimed = [(i, c) for i, c in claimed if c is not None]
+        if claimed:
+            ax.scatter(
+                [c * 100 for _, c in claimed], [i for i, _ in claimed], marker="D", color="C3", label="[P] claims"
+            )
+            ax.legend(fontsize="small")
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.set_xlabel(f"change in {metric} error, % (baseline - ablated)")
+    axes[0].set_yticks(y, [r["id"] for r in rows])
+    axes[0].invert_yaxis()
+    fig.suptitle(f"ablations: {report['epochs_per_trial']} epochs, {len(report['seeds'])} seed(s), 95% intervals")
+    if out is not None:
+        save_figure(fig, out)
     return fig

@@ -27,6 +27,8 @@ Example:
 '5.5 days'
 """
 
+import re
+
 from .hardware import GTX580
 
 # MACs per image of AlexNet("2012") at 227x227 with 1000 classes, from
@@ -163,6 +165,35 @@ def format_duration(seconds):
         hours, minutes = divmod(round(seconds / 60), 60)
         return f"{hours} h {minutes:02d} min"
     return f"{seconds / 86400:.1f} days"
+
+
+_UNIT_SECONDS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "day": 86400,
+    "week": 604800,
+}
+
+
+def parse_duration(text):
+    """Seconds in a duration such as '1 week', '36h', '2 days', '90 min' or '1.5 hours'; `ValueError` otherwise.
+
+    Example:
+    >>> parse_duration("1 week"), parse_duration("36h"), parse_duration("90 min")
+    (604800.0, 129600.0, 5400.0)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+?)s?\s*", str(text).lower())
+    if not match or match.group(2) not in _UNIT_SECONDS or float(match.group(1)) <= 0:
+        units = "s, min, h, day, week"
+        raise ValueError(
+            f"cannot read the duration {text!r}: give a positive number and a unit ({units}), e.g. '1 week'"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def sentence(here_seconds, images, macs_per_image=REFERENCE_MACS, training=True):

@@ -13,10 +13,11 @@ import pytest
 
 import badinputs_data
 import badinputs_eval
+import badinputs_search
 import badinputs_train
 
 CLI = [sys.executable, "-m", "alexnet_keras_cli"]
-CASES = badinputs_train.CASES + badinputs_data.CASES + badinputs_eval.CASES
+CASES = badinputs_train.CASES + badinputs_data.CASES + badinputs_eval.CASES + badinputs_search.CASES
 
 
 def _params():

@@ -188,6 +188,8 @@ PURE = [
     "alexnet_keras.weights.checks",
     "alexnet_keras.evaluation.metrics",
     "alexnet_keras.training.config",
+    "alexnet_keras.search.space",  # the CLI checks --space and --only before Keras starts
+    "alexnet_keras.search.arms",
 ] + sorted(module_name(p) for p in (REPO / "simulations").glob("*.py"))
 
 

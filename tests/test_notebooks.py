@@ -5,6 +5,7 @@ small values in `TEST_PARAMETERS`, inserted as a cell right after it, so trainin
 notebooks run a step or two here and their full length for a reader.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -16,7 +17,8 @@ from conftest import IN_CI, REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 TRAINING_NOTEBOOK = "03_train_imagenette.ipynb"
-SLOW_NOTEBOOKS = {TRAINING_NOTEBOOK}  # trains the 2012 net and writes its checkpoints: over 30 s
+ABLATION_NOTEBOOK = "04_ablations.ipynb"
+SLOW_NOTEBOOKS = {TRAINING_NOTEBOOK, ABLATION_NOTEBOOK}  # trains the 2012 net and writes its checkpoints: over 30 s
 
 # Per notebook: values that replace its parameters cell's (`{tmp}` is the test's tmp_path).
 TEST_PARAMETERS = {
@@ -27,7 +29,16 @@ TEST_PARAMETERS = {
         "BATCH_SIZE": 8,
         "EVAL_IMAGES": 8,
         "RUN_DIR": "{tmp}/run",
-    }
+    },
+    ABLATION_NOTEBOOK: {
+        "ONLY": "lrn",
+        "EPOCHS_PER_TRIAL": 1,
+        "STEPS_PER_EPOCH": 1,
+        "VALIDATION_STEPS": 1,
+        "BATCH_SIZE": 8,
+        "DATA": "synthetic",
+        "RUN_DIR": "{tmp}/ablate",
+    },
 }
 
 
@@ -118,6 +129,15 @@ def test_notebook_executes(path, tmp_path):
             assert "benchmarks/results/imagenette-2012 is not committed yet" in out
         run = tmp_path / "run"
         assert (run / "history.csv").read_text().count("\n") == 1 + TEST_PARAMETERS[path.name]["EPOCHS"]
+    if path.name == ABLATION_NOTEBOOK:
+        out = text_output(nb)
+        assert "cannot confirm or refute" in out and images(nb) >= 1
+        report = json.loads((tmp_path / "ablate" / "ablations.json").read_text())
+        assert [r["id"] for r in report["ablations"]] == ["baseline", "lrn"]
+        if (REPO / "benchmarks" / "results" / "ablations-imagenette" / "ablations.json").is_file():
+            assert "the real run: " in out and "machine: " in out
+        else:
+            assert "ablations-imagenette is not committed yet" in out
 
 
 def test_quickstart_finds_shared_without_the_variable(tmp_path):
