@@ -157,6 +157,24 @@ def test_the_2012_budget_stops_the_search(tmp_path):
     assert tuner.budget_spent and tuner.oracle.create_trial("tuner0").status == "STOPPED"
 
 
+@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
+def test_same_seed_same_trials(kind, tmp_path):
+    """The tuner's seed fixes the hyperparameters it draws: the same seed, the same first trials."""
+
+    def first_values(folder, seed):
+        hypermodel = trials.RecipeHyperModel(
+            TrainConfig(), lambda hp: space.declare(space.DEFAULT_SPACE, hp), lambda c, v: c.update(**v), epochs=1
+        )
+        tuner = trials.make_tuner(kind, hypermodel, tmp_path / folder, seed=seed, max_trials=4, max_epochs=3)
+        values = []
+        for _ in range(2):
+            trial = tuner.oracle.create_trial(f"t{len(values)}")
+            values.append({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
+        return values
+
+    assert first_values("a", 7) == first_values("b", 7) != first_values("c", 8)
+
+
 # --- the ablations -----------------------------------------------------------------------------
 def test_arms_are_the_issues_and_each_changes_one_thing():
     assert list(arms.ARMS) == [
@@ -306,7 +324,9 @@ def test_tiny_ablation_grid(tmp_path):
         assert r["paper_claim"]["top1_change"] == ablations.claim(arm)["top1_change"]
         assert r["interval_holds_paper"]["top1"] == ablations.agrees(arm, "top1", low, high)
     # Each arm trained the network it names.
-    cfg = json.loads((tmp_path / "a" / "trials" / "trial_1" / "config.json").read_text())["config"]
-    assert cfg["pool"] == "2/2" and cfg["lrn"] is True  # the grid's second trial: the pool arm
+    for arm, pool in (("baseline", "3/2"), ("pool", "2/2")):
+        (run,) = rows[arm]["run_dirs"]
+        cfg = json.loads((tmp_path / "a" / "trials" / os.path.basename(run) / "config.json").read_text())["config"]
+        assert cfg["pool"] == pool and cfg["lrn"] is True
     assert (tmp_path / "a.png").stat().st_size > 0 and (tmp_path / "a" / "ablations.csv").exists()
     assert any("cannot confirm or refute" in line for line in report["honesty"])

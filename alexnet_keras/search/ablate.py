@@ -95,6 +95,7 @@ def _runs(grid):
             "train_top1_error": 1 - float(last["acc"]),
             "train_errors": [1 - float(r["acc"]) for r in history],
             "seconds_2012": t.metrics.get_last_value("seconds_2012"),
+            "run_dir": str(run),
         }
         out.setdefault(arm, []).append(result)
     return out
@@ -130,6 +131,7 @@ def build_report(grid, arms, seed_values, epochs, info):
         if not seeds:
             rows.append({**row, "top1_error": None, "top5_error": None, "ci95": None, "paper_claim": None})
             continue
+        row["run_dirs"] = [mine[s]["run_dir"] for s in seeds]
         row["top1_error"] = _mean(mine[s]["top1_error"] for s in seeds)
         row["top5_error"] = _mean(mine[s]["top5_error"] for s in seeds)
         row["train_top1_error"] = _mean(mine[s]["train_top1_error"] for s in seeds)

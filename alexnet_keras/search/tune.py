@@ -124,16 +124,21 @@ def tune(
         echo=echo,
         verbose=verbose,
     )
-    search = make_tuner(
-        tuner,
-        hypermodel,
-        run_dir,
-        seed=seed,
-        check=check,
-        budget_seconds=budget_seconds,
-        max_trials=None if tuner == "hyperband" else max_trials,
-        max_epochs=max_epochs,
-    )
+    try:
+        search = make_tuner(
+            tuner,
+            hypermodel,
+            run_dir,
+            seed=seed,
+            check=check,
+            budget_seconds=budget_seconds,
+            max_trials=None if tuner == "hyperband" else max_trials,
+            max_epochs=max_epochs,
+        )
+    except ImportError as e:  # BayesianOptimization's scipy and scikit-learn are an extra
+        raise UserError(
+            f"--tuner {tuner} needs {e.name or 'scipy and scikit-learn'}: pip install 'alexnet-keras[bayesian]'"
+        ) from None
     try:
         search.search()
     except SearchError as e:
