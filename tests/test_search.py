@@ -175,6 +175,21 @@ def test_same_seed_same_trials(kind, tmp_path):
     assert first_values("a", 7) == first_values("b", 7) != first_values("c", 8)
 
 
+def test_hyperband_child_starts_from_a_linked_copy_of_its_parent(tmp_path):
+    """Checkpoints are hard links (train replaces files, never edits them), everything else a copy."""
+    parent, child = tmp_path / "trial_0002", tmp_path / "trial_0003"
+    (parent / "checkpoints").mkdir(parents=True)
+    (parent / "checkpoints" / "last.keras").write_bytes(b"w" * trials.BIG_FILE)
+    (parent / "history.csv").write_text("epoch,acc\n1,0.5\n")
+    trials._copy_run(parent, child)
+    big, small = "checkpoints/last.keras", "history.csv"
+    assert (child / big).stat().st_ino == (parent / big).stat().st_ino
+    assert (child / small).stat().st_ino != (parent / small).stat().st_ino
+    (child / "new.keras").write_bytes(b"x")
+    os.replace(child / "new.keras", child / big)  # how train writes a checkpoint
+    assert (parent / big).read_bytes() == b"w" * trials.BIG_FILE and not (tmp_path / "trial_0003.partial").exists()
+
+
 # --- the ablations -----------------------------------------------------------------------------
 def test_arms_are_the_issues_and_each_changes_one_thing():
     assert list(arms.ARMS) == [
