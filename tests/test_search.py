@@ -190,6 +190,27 @@ def test_hyperband_child_starts_from_a_linked_copy_of_its_parent(tmp_path):
     assert (parent / big).read_bytes() == b"w" * trials.BIG_FILE and not (tmp_path / "trial_0003.partial").exists()
 
 
+def test_plot_trials_draws_one_panel_per_hyperparameter(tmp_path):
+    from alexnet_keras.plots import plot_trials
+
+    report = {
+        "tuner": "random",
+        "trials": [
+            {"objective": 0.4, "hyperparameters": {"lr": 0.01, "init": "paper", "batch_size": 128}},
+            {"objective": 0.3, "hyperparameters": {"lr": 0.002, "init": "caffe", "batch_size": 64}},
+            {"objective": None, "hyperparameters": {"lr": 0.03, "init": "paper", "batch_size": 512}},
+        ],
+    }
+    fig = plot_trials(report, tmp_path / "t.png")
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_xlabel() for ax in shown] == ["batch_size", "init", "lr"]
+    lr_axis = shown[2]
+    assert lr_axis.get_xscale() == "log"  # 0.002 to 0.03 spans more than a decade
+    done, rejected = lr_axis.collections
+    assert sorted(done.get_offsets()[:, 1].tolist()) == [0.3, 0.4] and len(rejected.get_offsets()) == 1
+    assert (tmp_path / "t.png").stat().st_size > 0
+
+
 # --- the ablations -----------------------------------------------------------------------------
 def test_arms_are_the_issues_and_each_changes_one_thing():
     assert list(arms.ARMS) == [
