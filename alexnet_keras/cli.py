@@ -442,7 +442,6 @@ def tune_command(
             budget_gib=budget_gib,
             pinned={"batch_size": flags["batch_size"]},
             echo=out.echo,
-            verbose=out.verbose,
         )
         out.summary = report
         if plot_path:
@@ -497,7 +496,6 @@ def ablate_command(run_dir, only, seeds, epochs_per_trial, config_file, override
             seeds=seeds,
             epochs_per_trial=epochs_per_trial,
             echo=out.echo,
-            verbose=out.verbose,
         )
         out.summary = report
         if plot_path:
@@ -575,11 +573,10 @@ def plan_command(variant, batch_size, simulate_gtx580, budget_gib, why_two_gpus,
     from .simulations import clock, hardware, memory
 
     rows = profile.profile_model(AlexNet(variant))
+    budget = hardware.GTX580.memory_bytes if budget_gib is None else int(budget_gib * 2**30)
     if parallel == "towers":
-        budget = hardware.GTX580.memory_bytes if budget_gib is None else int(budget_gib * 2**30)
         return _plan_towers(rows, variant, batch_size, simulate_gtx580, budget, why_two_gpus, as_json)
     replicas = hardware.GTX580.cards_in_paper if simulate_gtx580 else 1
-    budget = hardware.GTX580.memory_bytes if budget_gib is None else int(budget_gib * 2**30)
     p = memory.plan(rows, batch_size, replicas=replicas, budget_bytes=budget)
     macs = profile.totals(rows)["macs"]
     epoch = clock.gtx580_seconds(clock.IMAGES_PER_EPOCH, macs_per_image=macs)

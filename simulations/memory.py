@@ -239,13 +239,17 @@ def check_fits(layers, batch_size, replicas=1, budget_bytes=GTX580_MEMORY_BYTES,
     """
     p = plan(layers, batch_size, replicas=replicas, budget_bytes=budget_bytes, **kwargs)
     if not p.fits:
-        largest = p.max_per_replica_batch * p.replicas
-        raise UserError(
-            f"batch {p.batch_size} does not fit: {_gib(p.total_bytes)} per replica "
-            f"({p.replicas} x {p.per_replica_batch} images) > {_gib(p.budget_bytes)}; "
-            f"the largest batch that fits is about {largest}"
-        )
+        raise UserError(fit_error(p))
     return p
+
+
+def fit_error(p):
+    """Why the `Plan` p does not fit, in one line (what `check_fits` raises)."""
+    return (
+        f"batch {p.batch_size} does not fit: {_gib(p.total_bytes)} per replica "
+        f"({p.replicas} x {p.per_replica_batch} images) > {_gib(p.budget_bytes)}; "
+        f"the largest batch that fits is about {p.max_per_replica_batch * p.replicas}"
+    )
 
 
 def _gib(n):

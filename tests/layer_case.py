@@ -20,6 +20,26 @@ import numpy as np
 from keras import ops
 
 PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
+# The 2012 network's layers in order, named as in the paper (plus the input and the flatten).
+PAPER_NAMES = [
+    "image",
+    "conv1",
+    "lrn1",
+    "pool1",
+    "conv2",
+    "lrn2",
+    "pool2",
+    "conv3",
+    "conv4",
+    "conv5",
+    "pool5",
+    "flatten",
+    "fc6",
+    "drop6",
+    "fc7",
+    "drop7",
+    "fc8",
+]
 
 
 def _config_text(config):

@@ -18,28 +18,8 @@ from alexnet_keras import AlexNet, profile
 from alexnet_keras.layers import GroupedConv2D, LocalResponseNormalization
 from alexnet_keras.layers.tower_conv import TowerLocalResponseNormalization
 from conftest import REPO
-from layer_case import run_model_saving_test, run_model_test
+from layer_case import PAPER_NAMES, run_model_saving_test, run_model_test
 
-# The default 2012 network's layers, in order.
-PAPER_NAMES = [
-    "image",
-    "conv1",
-    "lrn1",
-    "pool1",
-    "conv2",
-    "lrn2",
-    "pool2",
-    "conv3",
-    "conv4",
-    "conv5",
-    "pool5",
-    "flatten",
-    "fc6",
-    "drop6",
-    "fc7",
-    "drop7",
-    "fc8",
-]
 SMALL = dict(include_top=False, input_shape=(67, 67, 3))  # pool5 1x1: cheap, every layer present
 HIDDEN = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")  # the layers `activation` sets
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 from alexnet_keras import AlexNet, profile
 from alexnet_keras.layers import SpatialResponseNormalization
 from alexnet_keras.simulations import paper
-from layer_case import run_model_saving_test, run_model_test, run_serialization_test
+from layer_case import PAPER_NAMES, run_model_saving_test, run_model_test, run_serialization_test
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -42,28 +42,6 @@ def paper_model():
 def test_parameter_counts(paper_model):
     assert paper_model.count_params() == 60_965_224
     assert AlexNet(variant="owt").count_params() == 61_100_840
-
-
-# The 2012 network's layers in order, named as in the paper (plus the input and the flatten).
-PAPER_NAMES = [
-    "image",
-    "conv1",
-    "lrn1",
-    "pool1",
-    "conv2",
-    "lrn2",
-    "pool2",
-    "conv3",
-    "conv4",
-    "conv5",
-    "pool5",
-    "flatten",
-    "fc6",
-    "drop6",
-    "fc7",
-    "drop7",
-    "fc8",
-]
 
 
 def test_layer_names_follow_the_paper(paper_model):

@@ -103,11 +103,12 @@ def test_memory_check_agrees_with_the_planner(check):
 
     rows = [r.as_dict() for r in profile.profile_model(AlexNet())]
     for batch in (128, 256, 512):
-        mine = check.plan(TrainConfig(batch_size=batch))
+        mine, reason = check.plan(TrainConfig(batch_size=batch))
         theirs = memory.plan(rows, batch, replicas=2)
         assert mine.total_bytes == theirs.total_bytes and mine.fits == theirs.fits
-    assert check.plan(TrainConfig(batch_size=256)).fits and not check.plan(TrainConfig(batch_size=512)).fits
-    assert "does not split evenly" in check.plan(TrainConfig(batch_size=129))
+        assert reason == (None if theirs.fits else memory.fit_error(theirs))
+    assert check.plan(TrainConfig(batch_size=256))[0].fits and not check.plan(TrainConfig(batch_size=512))[0].fits
+    assert "does not split evenly" in check.plan(TrainConfig(batch_size=129))[1]
 
 
 def test_rejected_trial_builds_nothing(check, tmp_path, monkeypatch):

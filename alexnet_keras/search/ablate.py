@@ -22,14 +22,15 @@ intervals: `relu` (epochs to a training-error threshold, relu against tanh) and
 `dropout` (the gap between validation and training error with and without it).
 """
 
-import csv
-import json
 import math
 import pathlib
+from statistics import fmean
 
 from ..errors import UserError
 from ..simulations import ablations as claims
 from ..simulations import clock
+from ..training.loop import data_info
+from ..training.rundir import RunDir, read_history
 from .arms import ARMS, check_arms, claim_id
 from .trials import RecipeHyperModel, SearchError, make_tuner, seconds_2012, text_table
 
@@ -41,10 +42,8 @@ TABLE = "ablations.csv"
 FULL_SCALE = "alexnet-keras ablate --data /path/to/imagenet --simulate-gtx580 --epochs-per-trial 90 --seeds 3"
 
 
-def ablate(base, *, run_dir, arms=None, seeds=1, epochs_per_trial=DEFAULT_EPOCHS_PER_TRIAL, echo=print, verbose="auto"):
+def ablate(base, *, run_dir, arms=None, seeds=1, epochs_per_trial=DEFAULT_EPOCHS_PER_TRIAL, echo=print):
     """Runs (or resumes) the grid arms x seeds; returns the report that `ablations.json` holds."""
-    from .tune import data_info
-
     arms = arms or list(ARMS)
     if type(seeds) is not int or seeds < 1:
         raise UserError(f"--seeds must be a whole number >= 1, got {seeds!r}")
@@ -59,34 +58,28 @@ def ablate(base, *, run_dir, arms=None, seeds=1, epochs_per_trial=DEFAULT_EPOCHS
     def configure(config, values):
         return config.update(**ARMS[values["arm"]], seed=values["seed"])
 
-    hypermodel = RecipeHyperModel(base, declare, configure, epochs=epochs_per_trial, echo=echo, verbose=verbose)
+    hypermodel = RecipeHyperModel(base, declare, configure, epochs=epochs_per_trial, echo=echo)
     grid = make_tuner("grid", hypermodel, pathlib.Path(run_dir), seed=base.seed)
     try:
         grid.search()
     except SearchError as e:
         raise UserError(str(e)) from None
     report = build_report(grid, arms, seed_values, epochs_per_trial, info)
-    _write(pathlib.Path(run_dir) / REPORT, json.dumps(report, indent=1, default=str))
-    _write(pathlib.Path(run_dir) / TABLE, table_csv(report))
+    run = RunDir(run_dir)
+    run.write_json(REPORT, report)
+    run.write_text(TABLE, table_csv(report))
     return report
 
 
-def _write(path, text):
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _runs(grid):
-    """{arm: [(seed, summary-like dict, history rows)]} for the trials that finished."""
+    """{arm: [one dict per finished trial: its seed, final errors, training errors by epoch, 2012 time, run]}."""
     out = {}
     for t in grid.oracle.trials.values():
         if t.status != "COMPLETED":
             continue
         arm, seed = t.hyperparameters.values["arm"], t.hyperparameters.values["seed"]
         run = grid.trial_run_dir(t.trial_id)
-        with open(run / "history.csv", newline="", encoding="utf-8") as f:
-            history = list(csv.DictReader(f))
+        history = read_history(run)
         last = history[-1]
         result = {
             "seed": seed,
@@ -132,9 +125,9 @@ def build_report(grid, arms, seed_values, epochs, info):
             rows.append({**row, "top1_error": None, "top5_error": None, "ci95": None, "paper_claim": None})
             continue
         row["run_dirs"] = [mine[s]["run_dir"] for s in seeds]
-        row["top1_error"] = _mean(mine[s]["top1_error"] for s in seeds)
-        row["top5_error"] = _mean(mine[s]["top5_error"] for s in seeds)
-        row["train_top1_error"] = _mean(mine[s]["train_top1_error"] for s in seeds)
+        row["top1_error"] = fmean(mine[s]["top1_error"] for s in seeds)
+        row["top5_error"] = fmean(mine[s]["top5_error"] for s in seeds)
+        row["train_top1_error"] = fmean(mine[s]["train_top1_error"] for s in seeds)
         if arm == "baseline":
             row.update(ci95=None, paper_claim=None)
             rows.append(row)
@@ -161,11 +154,6 @@ def build_report(grid, arms, seed_values, epochs, info):
         "honesty": honesty(rows, n, epochs),
         "full_scale_command": FULL_SCALE,
     }
-
-
-def _mean(values):
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def _paper(arm, row):
@@ -198,8 +186,8 @@ def _shape(arm, base, mine, seeds):
         return {"epochs_to_threshold": {"relu": relu, "tanh": tanh, "threshold": RELU_THRESHOLD}}
     if arm == "dropout":
         gap = {
-            "with_dropout": _mean(base[s]["top1_error"] - base[s]["train_top1_error"] for s in seeds),
-            "without_dropout": _mean(mine[s]["top1_error"] - mine[s]["train_top1_error"] for s in seeds),
+            "with_dropout": fmean(base[s]["top1_error"] - base[s]["train_top1_error"] for s in seeds),
+            "without_dropout": fmean(mine[s]["top1_error"] - mine[s]["train_top1_error"] for s in seeds),
         }
         return {"val_minus_train_top1_error": gap}
     return {}

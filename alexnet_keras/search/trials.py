@@ -37,6 +37,7 @@ from .. import profile
 from ..errors import UserError
 from ..models import AlexNet
 from ..simulations import memory
+from ..training.rundir import RunDir
 
 OBJECTIVE = "val_top1_error"
 PROJECT = "tuner"  # keras-tuner's project_name, a folder in the run directory
@@ -63,6 +64,7 @@ class MemoryCheck:
         self._rows = {}
 
     def plan(self, config):
+        """`(plan, why it does not fit)`: the reason is None when it fits; the plan None when none can be made."""
         key = (config.variant, json.dumps(config.model_switches(), sort_keys=True))
         if key not in self._rows:  # the architecture's profile, built once before its first trial
             model = AlexNet(config.variant, classes=self.classes, **config.model_switches())
@@ -70,9 +72,10 @@ class MemoryCheck:
             del model
             keras.backend.clear_session()
         try:
-            return memory.plan(self._rows[key], config.batch_size, self.replicas, budget_bytes=self.budget_bytes)
+            p = memory.plan(self._rows[key], config.batch_size, self.replicas, budget_bytes=self.budget_bytes)
         except UserError as e:  # e.g. a batch that does not split over the replicas
-            return str(e)
+            return None, str(e)
+        return p, None if p.fits else memory.fit_error(p)
 
 
 class RecipeHyperModel(keras_tuner.HyperModel):
@@ -83,13 +86,13 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         declare: a function declaring the searched hyperparameters on an `hp`.
         configure: a function `(base, hp.values) -> TrainConfig`.
         epochs: epochs per trial (Hyperband's `tuner/epochs` wins).
-        echo, verbose: `train`'s output.
+        echo: where each line of the trials' `train` output goes.
     """
 
-    def __init__(self, base, declare, configure, epochs, echo=print, verbose="auto"):
+    def __init__(self, base, declare, configure, epochs, echo=print):
         super().__init__(name="alexnet_recipe")
         self.base, self._declare, self._configure = base, declare, configure
-        self.epochs, self.echo, self.verbose = epochs, echo, verbose
+        self.epochs, self.echo = epochs, echo
 
     def declare_hyperparameters(self, hp):
         self._declare(hp)
@@ -123,8 +126,7 @@ def run_train(config, resume, echo=print):
     """
     run_dir = pathlib.Path(config.run_dir)
     spec = run_dir.with_name(run_dir.name + ".config.json")  # beside the run: train wants a fresh directory
-    spec.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(spec, {k: v for k, v in config.as_dict().items() if v is not None})
+    RunDir(spec.parent).write_json(spec.name, {k: v for k, v in config.as_dict().items() if v is not None})
     argv = [sys.executable, "-m", "alexnet_keras_cli", "train", "--config", str(spec), "--json"]
     child = subprocess.Popen(
         argv + (["--resume"] if resume else []),
@@ -164,12 +166,6 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
     except (OSError, AttributeError):
         pass  # elsewhere a killed search may leave its trial to finish on its own
-
-
-def _write_json(path, obj):
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def trial_metrics(summary, initial_epoch=0, trial_peak_rss_mib=None):
@@ -269,10 +265,9 @@ class RecipeTuner:
         hp = trial.hyperparameters
         config = self.hypermodel.build(hp)
         if self.check is not None:  # before anything is built
-            plan = self.check.plan(config)
-            if isinstance(plan, str) or not plan.fits:
-                reason = plan if isinstance(plan, str) else _why_not(plan)
-                self._reject(trial, reason, None if isinstance(plan, str) else plan)
+            plan, reason = self.check.plan(config)
+            if reason is not None:
+                self._reject(trial, reason, plan)
         parent = hp.values.get("tuner/trial_id")
         parent_dir = self.trial_run_dir(parent) if parent else None
         return self.hypermodel.fit(hp, config, self.trial_run_dir(trial.trial_id), parent_dir=parent_dir)
@@ -280,9 +275,7 @@ class RecipeTuner:
     def _reject(self, trial, reason, plan):
         self._rejections[trial.trial_id] = REJECTED + reason
         if plan is not None:
-            folder = pathlib.Path(self.get_trial_dir(trial.trial_id))
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / PLAN_FILE).write_text(json.dumps(plan.as_dict(), indent=1, default=str))
+            RunDir(self.get_trial_dir(trial.trial_id)).write_text(PLAN_FILE, json.dumps(plan.as_dict(), indent=1))
         raise keras_tuner.errors.FailedTrialError(REJECTED + reason)
 
     def on_trial_end(self, trial):
@@ -307,13 +300,6 @@ def text_table(header, rows):
     rows = [[str(x) for x in row] for row in [header, *rows]]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return ["  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-
-
-def _why_not(plan):
-    return (
-        f"batch {plan.batch_size} does not fit: {plan.total_bytes / 2**30:.2f} GiB per replica "
-        f"({plan.replicas} x {plan.per_replica_batch} images) > {plan.budget_bytes / 2**30:.2f} GiB"
-    )
 
 
 def is_rejected(trial):

@@ -14,8 +14,10 @@ import json
 import pathlib
 
 from ..errors import UserError
-from ..simulations import clock
+from ..simulations import clock, hardware
 from ..training.config import TrainConfig
+from ..training.loop import data_info
+from ..training.rundir import RunDir
 from . import space as spaces
 from .trials import (
     OBJECTIVE,
@@ -41,37 +43,29 @@ _RUN_FIELDS = ("run_dir", "coordinator", "num_processes", "process_id")
 
 def budget_bytes(simulate_gtx580, budget_gib):
     """The memory budget per replica: `--budget-gib`, else a GTX 580's 3 GiB under `--simulate-gtx580`, else none."""
-    from ..constants import GTX580_MEMORY_BYTES
-
     if budget_gib is not None:
         return int(budget_gib * 2**30)
-    return GTX580_MEMORY_BYTES if simulate_gtx580 else None
+    return hardware.GTX580.memory_bytes if simulate_gtx580 else None
 
 
 def memory_check(base, info, budget):
-    """A `MemoryCheck` for the base config's devices (2 replicas under --simulate-gtx580), or None."""
+    """A `MemoryCheck` for the base config's devices (the paper's 2 cards under --simulate-gtx580), or None."""
     if budget is None:
         return None
-    return MemoryCheck(info.classes, budget, replicas=2 if base.simulate_gtx580 else 1)
+    return MemoryCheck(info.classes, budget, replicas=hardware.GTX580.cards_in_paper if base.simulate_gtx580 else 1)
 
 
 def check_some_fit(check, base, batches):
     """`UserError` when no batch the space can give fits the budget: the search could only reject."""
     if check is None:
         return
-    plans = [check.plan(base.update(batch_size=b)) for b in batches]
-    if not any(not isinstance(p, str) and p.fits for p in plans):
-        largest = max((p.max_per_replica_batch * p.replicas for p in plans if not isinstance(p, str)), default=0)
+    verdicts = [check.plan(base.update(batch_size=b)) for b in batches]
+    if all(reason is not None for _, reason in verdicts):
+        largest = max((p.max_per_replica_batch * p.replicas for p, _ in verdicts if p is not None), default=0)
         raise UserError(
             f"no batch in the search space ({', '.join(map(str, batches))}) fits the memory budget of "
             f"{check.budget_bytes / 2**30:.2f} GiB per replica; the largest that fits is about {largest}"
         )
-
-
-def data_info(base):
-    from ..training.loop import data_info as info
-
-    return info(base)
 
 
 def tune(
@@ -88,7 +82,6 @@ def tune(
     budget_gib=None,
     pinned=None,
     echo=print,
-    verbose="auto",
 ):
     """Runs (or resumes) a search; returns the report that `trials.json` holds.
 
@@ -122,7 +115,6 @@ def tune(
         configure=lambda config, values: config.update(**values),
         epochs=epochs_per_trial,
         echo=echo,
-        verbose=verbose,
     )
     try:
         search = make_tuner(
@@ -169,10 +161,7 @@ def _check_same_search(run_dir, space, tuner, seed):
                 "give a new --run-dir, or the same --tuner, --seed and --space to resume it"
             )
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = saved.with_suffix(".partial")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(saved)
+    RunDir(run_dir).write_json(saved.name, record)
 
 
 def trial_rows(search):
@@ -232,17 +221,12 @@ def _best_config(base, best):
 
 def write_report(run_dir, report):
     """`trials.json`, `trials.csv` and `best_config.json`, each written whole (temp file, then rename)."""
-    _write(run_dir / REPORT, json.dumps(report, indent=1, default=str))
-    _write(run_dir / TABLE, table_csv(report))
+    run = RunDir(run_dir)
+    run.write_json(REPORT, report)
+    run.write_text(TABLE, table_csv(report))
     if report["best_config"] is not None:
         TrainConfig().update(**report["best_config"]).validate()  # what `train --config` will read
-        _write(run_dir / BEST_CONFIG, json.dumps(report["best_config"], indent=1))
-
-
-def _write(path, text):
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+        run.write_json(BEST_CONFIG, report["best_config"])
 
 
 def _hp_names(report):

@@ -337,27 +337,29 @@ def _load_data(config, run, spec=None, colour_noise=True, split=None):
     if split is not None:  # a folder of class folders: its recorded (or new) split
         train_ds, val_ds, info = finetune.load_split(split, spec, config, colour_noise)
     else:
-        train_ds, val_ds, info = data.load(
-            config.data,
-            spec=spec,
-            synthetic_val_examples=config.synthetic_val_examples,
-            colour_noise=colour_noise,
-            **_source_options(config),
-        )
+        train_ds, val_ds, info = _load(config, spec, colour_noise)
     config = resolve(config, info)
     if info.classes < 2:
         raise UserError(f"the data has {info.classes} class; training needs at least 2")
     return config, train_ds, val_ds, info, spec, mean
 
 
-def data_info(config):
-    """The `DataInfo` (classes, sizes) of the config's data, read as `train` reads it; nothing trains."""
+def _load(config, spec, colour_noise=True):
+    """`data.load` of the config's data: `(train_ds, val_ds, info)`."""
     from .. import data
 
-    spec = preprocessing.get_spec(DEFAULT_PREPROCESSING[config.variant])
     return data.load(
-        config.data, spec=spec, synthetic_val_examples=config.synthetic_val_examples, **_source_options(config)
-    )[2]
+        config.data,
+        spec=spec,
+        synthetic_val_examples=config.synthetic_val_examples,
+        colour_noise=colour_noise,
+        **_source_options(config),
+    )
+
+
+def data_info(config):
+    """The `DataInfo` (classes, sizes) of the config's data, read as `train` reads it; nothing trains."""
+    return _load(config, preprocessing.get_spec(DEFAULT_PREPROCESSING[config.variant]))[2]
 
 
 def _macs_and_memory_plan(model, config, replicas, echo):
