@@ -354,6 +354,7 @@ def test_tiny_ablation_grid(tmp_path):
     rows = {r["id"]: r for r in report["ablations"]}
     assert list(rows) == ["baseline", "pool"]
     n = report["validation_images"]
+    assert n == 8  # --validation-steps 1 of batch 8 scored 8 of the 16 validation images
     for arm in ("pool",):
         r = rows[arm]
         d, low, high = interval([rows["baseline"]["top1_error"]], [r["top1_error"]], n)

@@ -64,7 +64,7 @@ def ablate(base, *, run_dir, arms=None, seeds=1, epochs_per_trial=DEFAULT_EPOCHS
         grid.search()
     except SearchError as e:
         raise UserError(str(e)) from None
-    report = build_report(grid, arms, seed_values, epochs_per_trial, info)
+    report = build_report(grid, arms, seed_values, epochs_per_trial, info, validated_images(base, info))
     run = RunDir(run_dir)
     run.write_json(REPORT, report)
     run.write_text(TABLE, table_csv(report))
@@ -112,9 +112,15 @@ def epochs_to(errors, threshold):
     return next((i + 1 for i, e in enumerate(errors) if e <= threshold), None)
 
 
-def build_report(grid, arms, seed_values, epochs, info):
+def validated_images(base, info):
+    """The images each trial's validation scored: the whole set, or `--validation-steps` batches of it."""
+    if base.validation_steps is None:
+        return info.val_examples
+    return min(info.val_examples, base.validation_steps * base.batch_size)
+
+
+def build_report(grid, arms, seed_values, epochs, info, n):
     runs = _runs(grid)
-    n = info.val_examples
     base = {r["seed"]: r for r in runs.get("baseline", [])}
     rows = []
     for arm in arms:
