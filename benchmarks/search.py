@@ -4,6 +4,9 @@
     python -m benchmarks.search ablate    # every arm, 5 epochs, one seed (about 50 epochs)
     python -m benchmarks.search ablate --only lrn,pool --seeds 3 --out benchmarks/results/ablations-lrn-pool
 
+Add `--precision mixed_bfloat16` on a CPU with AVX-512 BF16 (or a recent GPU): the
+recorded runs use it, as the learning benchmark does (`benchmarks/learning.py`).
+
 Each runs the package's CLI from the repository root with `--json`, in a run
 directory under `runs/` (git-ignored; the same command resumes a killed run),
 then writes the report (`trials.json` and `trials.csv`, or `ablations.json` and
@@ -42,6 +45,7 @@ def main(argv=None):
     parser.add_argument("--only", help="ablate: the arms (default: all)")
     parser.add_argument("--seeds", type=int, help="ablate: seeds per arm (default 1)")
     parser.add_argument("--out", help="results folder (default: benchmarks/results/<command>-imagenette)")
+    parser.add_argument("--precision", help="passed to the command, which checks it (default: the package's)")
     args = parser.parse_args(argv)
     spec = RUNS[args.command]
     out = REPO / (args.out or spec["out"])
@@ -51,6 +55,8 @@ def main(argv=None):
         cli += ["--only", args.only]
     if args.seeds:
         cli[cli.index("--seeds") + 1] = str(args.seeds)
+    if args.precision:
+        cli += ["--precision", args.precision]
     command = "alexnet-keras " + " ".join(a if " " not in a else repr(a) for a in cli)
     print("$ " + command, flush=True)
     started = time.perf_counter()

@@ -163,9 +163,12 @@ def test_collect_only_cli_prints_table_and_verdict(tmp_path, capsys):
 def test_train_command_is_the_documented_one():
     argv = learning.train_argv("/w/runs/imagenette-2012")
     assert learning.command_text(argv) == (
-        "python -m alexnet_keras_cli train --simulate-gtx580 --data ../shared/data/imagenette --epochs 22 "
-        "--lr-schedule step:13,19 --seed 0 --run-dir /w/runs/imagenette-2012"
+        "python -m alexnet_keras_cli train --simulate-gtx580 --data ../shared/data/imagenette --epochs 30 "
+        "--batch-size 64 --lr-schedule step:20,27 --precision mixed_bfloat16 --seed 0 --run-dir /w/runs/imagenette-2012"
     )
+    # a float32 run (the package's default) is recorded without the flag
+    plain = learning.train_argv("/w/r", 22, lr_schedule="step:13,19", precision="float32")
+    assert "--precision" not in plain and plain[plain.index("--epochs") + 1] == "22"
     assert learning.log_path("/w/runs/imagenette-2012").as_posix() == "/w/runs/imagenette-2012.log"
 
 
@@ -178,6 +181,10 @@ def test_committed_results_agree_with_each_other():
         assert [r["val_top1"] for r in report["epochs"]] == [h["val_acc"] for h in history]
         assert [r["val_top5"] for r in report["epochs"]] == [h["val_top5_acc"] for h in history]
         assert report["target"] == learning.target_verdict(report["epochs"])
-        assert json.loads((folder / "config.json").read_text())["config"]["lr_schedule"] == report["lr_schedule"]
+        config = json.loads((folder / "config.json").read_text())["config"]
+        assert config["lr_schedule"] == report["lr_schedule"]
+        assert config["precision"] == report.get("precision", "float32")
+        assert (f"--precision {config['precision']}" in report["command"]) == (config["precision"] != "float32")
+        assert f"--batch-size {config['batch_size']} " in report["command"] or "--batch-size" not in report["command"]
         if report["finished"]:
             assert json.loads((folder / "summary.json").read_text())["epochs_completed"] == len(history)
