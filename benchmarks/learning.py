@@ -52,6 +52,7 @@ TARGET_TOP1 = 0.80  # issue 11: validation top-1 accuracy...
 TARGET_EPOCHS = 30  # ...reached within this many epochs
 LR_SCHEDULE = "step:20,27"  # the documented changes: see the module docstring
 PRECISION = "mixed_bfloat16"
+PACKAGE_PRECISION = "float32"  # train's default: recorded without a flag
 BATCH_SIZE = 64
 SEED = 0
 DEFAULT_EPOCHS = 30
@@ -91,7 +92,7 @@ def train_argv(
     argv = [sys.executable, "-m", "alexnet_keras_cli", "train", "--simulate-gtx580", "--data", str(data)]
     argv += ["--epochs", str(epochs)] + (["--batch-size", str(batch_size)] if batch_size else [])
     argv += ["--lr-schedule", lr_schedule]
-    argv += ["--precision", precision] if precision not in (None, "float32") else []
+    argv += ["--precision", precision] if precision not in (None, PACKAGE_PRECISION) else []
     argv += ["--seed", str(seed), "--run-dir", str(run_dir)]
     return argv + (["--resume"] if resume else [])
 
@@ -303,7 +304,7 @@ def format_report(report, markdown=False):
         f"run: {report['run_dir']} ({t['epochs_run']} epochs"
         + ("" if report.get("finished") else ", still running or stopped: no summary.json")
         + (f", {total / 3600:.2f} h" if total else "")
-        + f", lr schedule {report.get('lr_schedule')}, precision {report.get('precision') or 'float32'})",
+        + f", lr schedule {report.get('lr_schedule')}, precision {report.get('precision') or PACKAGE_PRECISION})",
         machine_line(report["machine"]),
         "",
         format_table(report["epochs"], markdown=markdown),

@@ -4,8 +4,8 @@
     python -m benchmarks.search ablate    # every arm, 5 epochs, one seed (about 50 epochs)
     python -m benchmarks.search ablate --only lrn,pool --seeds 3 --out benchmarks/results/ablations-lrn-pool
 
-Add `--precision mixed_bfloat16` on a CPU with AVX-512 BF16 (or a recent GPU): the
-recorded runs use it, as the learning benchmark does (`benchmarks/learning.py`).
+Add `--precision mixed_bfloat16` on a CPU with AVX-512 BF16 (or a recent GPU), as the
+learning benchmark does (`benchmarks/learning.py`); none of these runs is recorded yet.
 
 Each runs the package's CLI from the repository root with `--json`, in a run
 directory under `runs/` (git-ignored; the same command resumes a killed run),
