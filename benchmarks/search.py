@@ -5,7 +5,8 @@
     python -m benchmarks.search ablate --only lrn,pool --seeds 3 --out benchmarks/results/ablations-lrn-pool
 
 Add `--precision mixed_bfloat16` on a CPU with AVX-512 BF16 (or a recent GPU), as the
-learning benchmark does (`benchmarks/learning.py`); none of these runs is recorded yet.
+learning benchmark does (`benchmarks/learning.py`). The ablate run is recorded
+(`benchmarks/results/ablations-imagenette/`, with `--precision mixed_bfloat16`).
 
 Each runs the package's CLI from the repository root with `--json`, in a run
 directory under `runs/` (git-ignored; the same command resumes a killed run),

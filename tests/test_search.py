@@ -19,7 +19,7 @@ import pytest
 
 from alexnet_keras.errors import UserError
 from alexnet_keras.search import arms, space, trials
-from alexnet_keras.search.ablate import epochs_to, interval
+from alexnet_keras.search.ablate import at_chance, chance_interval, epochs_to, format_report, honesty, interval
 from alexnet_keras.simulations import ablations, clock, memory
 from alexnet_keras.training.config import TrainConfig
 
@@ -247,6 +247,32 @@ def test_interval_adds_the_seed_noise():
     assert d == pytest.approx(-0.06) and (high - low) / 2 == pytest.approx(1.96 * math.sqrt(var))
 
 
+def test_an_arm_at_chance_is_named_as_one_that_did_not_learn():
+    # Hand computed: 10 classes, 3145 images: guessing errs 0.9 +- 1.96 * sqrt(0.9 * 0.1 / 3145) = 0.010485.
+    chance, half = chance_interval(10, 3145)
+    assert chance == pytest.approx(0.9) and half == pytest.approx(0.010485, abs=1e-6)
+    assert at_chance(0.909, 10, 3145) and at_chance(0.8896, 10, 3145)
+    assert not at_chance(0.8894, 10, 3145) and not at_chance(0.462, 10, 3145)
+    base = {"id": "baseline", "seeds": 1, "top1_error": 0.462, "top5_error": 0.085, "train_top1_error": 0.5}
+    dead = {"id": "dropout", "seeds": 1, "top1_error": 0.909, "top5_error": 0.51, "train_top1_error": 0.895}
+    dead.update(change={"top1": -0.447, "top5": -0.425}, ci95={"top1": [-0.467, -0.427], "top5": [-0.445, -0.405]})
+    rows = [{**base, "at_chance": False}, {**dead, "at_chance": True}]
+    report = {
+        "ablations": rows,
+        "sign": "change = error(baseline) - error(ablated)",
+        "chance_top1_error": [chance, half],
+        "spent_2012_seconds": 60.0,
+        "honesty": honesty(rows, 3145, 5),
+    }
+    text = format_report(report)
+    assert "dropout: did not learn: top-1 error 90.9%, guessing's 90.0% +- 1.0% (training top-1 error 89.5%)" in text
+    assert "baseline: did not learn" not in text
+    assert any(line.startswith("dropout: at chance, so it did not learn") for line in report["honesty"])
+    assert any(line.startswith("one seed: ") for line in report["honesty"])
+    assert not any(line.startswith("one seed: ") for line in honesty([{**r, "seeds": 3} for r in rows], 3145, 5))
+    assert report["honesty"][-1].startswith("full scale: ")
+
+
 def test_epochs_to_threshold():
     assert epochs_to([0.9, 0.7, 0.55, 0.5], 0.6) == 3
     assert epochs_to([0.9, 0.8], 0.6) is None
@@ -368,3 +394,7 @@ def test_tiny_ablation_grid(tmp_path):
         assert cfg["pool"] == pool and cfg["lrn"] is True
     assert (tmp_path / "a.png").stat().st_size > 0 and (tmp_path / "a" / "ablations.csv").exists()
     assert any("cannot confirm or refute" in line for line in report["honesty"])
+    chance, half = report["chance_top1_error"]
+    assert chance == pytest.approx(0.9)  # 10 synthetic classes
+    for r in rows.values():
+        assert r["at_chance"] == (abs(r["top1_error"] - chance) <= half)

@@ -17,6 +17,10 @@ validation set's sampling noise, treated as if the two arms erred independently
 (they share the images, so the interval is wider than a paired one); the second
 is the training runs' seed-to-seed noise.
 
+An arm whose validation top-1 error is within the 95% binomial interval of
+guessing (1 - 1/classes) did not learn with the baseline's recipe; the report
+marks it `at_chance`, and its change measures a failed run, not the design choice.
+
 Two claims are not ImageNet error differences and get shapes instead of
 intervals: `relu` (epochs to a training-error threshold, relu against tanh) and
 `dropout` (the gap between validation and training error with and without it).
@@ -107,6 +111,18 @@ def interval(base_errors, arm_errors, n):
     return d, d - half, d + half
 
 
+def chance_interval(classes, n):
+    """(error, half width): guessing's top-1 error over `classes` and its 95% binomial half width on `n` images."""
+    chance = 1 - 1 / classes
+    return chance, Z95 * math.sqrt(chance * (1 - chance) / n)
+
+
+def at_chance(top1_error, classes, n):
+    """Whether a top-1 error on `n` images cannot be told from guessing (inside guessing's 95% interval)."""
+    chance, half = chance_interval(classes, n)
+    return abs(top1_error - chance) <= half
+
+
 def epochs_to(errors, threshold):
     """The first 1-based epoch whose training error is at or below `threshold`, or None."""
     return next((i + 1 for i, e in enumerate(errors) if e <= threshold), None)
@@ -134,6 +150,7 @@ def build_report(grid, arms, seed_values, epochs, info, n):
         row["top1_error"] = fmean(mine[s]["top1_error"] for s in seeds)
         row["top5_error"] = fmean(mine[s]["top5_error"] for s in seeds)
         row["train_top1_error"] = fmean(mine[s]["train_top1_error"] for s in seeds)
+        row["at_chance"] = at_chance(row["top1_error"], info.classes, n)
         if arm == "baseline":
             row.update(ci95=None, paper_claim=None)
             rows.append(row)
@@ -155,6 +172,7 @@ def build_report(grid, arms, seed_values, epochs, info, n):
         "seeds": seed_values,
         "epochs_per_trial": epochs,
         "relu_threshold": RELU_THRESHOLD,
+        "chance_top1_error": chance_interval(info.classes, n),
         "sign": "change = error(baseline) - error(ablated); negative: the paper's choice lowered the error",
         "spent_2012_seconds": spent,
         "honesty": honesty(rows, n, epochs),
@@ -210,8 +228,20 @@ def honesty(rows, n, epochs):
         "the paper's changes (0.3% to 2%) came from 1.2M images and 90 epochs; a short run on a small set "
         "cannot confirm or refute them: an interval that holds the paper's value and also 0 is no evidence either way",
         "relu and dropout compare shapes (epochs to a training error, the train/val gap), not the paper's numbers",
-        f"full scale: {FULL_SCALE}",
     ]
+    if any(r.get("ci95") and r["seeds"] == 1 for r in rows):
+        lines.append(
+            "one seed: an interval holds the validation images' sampling noise only, not the training runs' "
+            "seed-to-seed noise (--seeds 3 adds it)"
+        )
+    failed = [r["id"] for r in rows if r.get("at_chance")]
+    if failed:
+        lines.append(
+            f"{', '.join(failed)}: at chance, so {'it' if len(failed) == 1 else 'they'} did not learn with the "
+            "baseline's lr and init; such a change measures a failed run, not the design choice "
+            "([P] Fig. 1 chose each net's learning rate separately)"
+        )
+    lines.append(f"full scale: {FULL_SCALE}")
     return lines
 
 
@@ -247,6 +277,13 @@ def format_report(report):
         lines.append(cells)
     text = text_table(header, lines)
     text.append(report["sign"])
+    chance, half = report.get("chance_top1_error") or (None, None)
+    for r in report["ablations"]:
+        if r.get("at_chance"):
+            text.append(
+                f"{r['id']}: did not learn: top-1 error {r['top1_error']:.1%}, guessing's {chance:.1%} +- {half:.1%} "
+                f"(training top-1 error {r['train_top1_error']:.1%})"
+            )
     for r in report["ablations"]:
         if "epochs_to_threshold" in r:
             e = r["epochs_to_threshold"]
