@@ -520,7 +520,9 @@ def plot_ablations(report, out=None):
     """An `ablate` report: each arm's change in top-1 and top-5 error with its 95% interval, beside [P]'s claim.
 
     Change = error(baseline) - error(ablated), so bars left of zero mean the
-    paper's design choice helped; [P]'s claimed change is a diamond.
+    paper's design choice helped; [P]'s claimed change is a diamond. An arm
+    that did not learn (`at_chance`) is grey and labelled so: its change
+    measures a failed run.
 
     Args:
         report: the dict `alexnet_keras.search.ablate` returns (or `ablations.json`).
@@ -540,7 +542,11 @@ def plot_ablations(report, out=None):
         change = np.array([r["change"][metric] for r in rows])
         low = np.array([r["ci95"][metric][0] for r in rows])
         high = np.array([r["ci95"][metric][1] for r in rows])
-        ax.errorbar(change * 100, y, xerr=[(change - low) * 100, (high - change) * 100], fmt="o", capsize=3)
+        for learned, color in ((True, "C0"), (False, "grey")):
+            keep = np.array([not r.get("at_chance") for r in rows]) == learned
+            if keep.any():
+                xerr = [(change - low)[keep] * 100, (high - change)[keep] * 100]
+                ax.errorbar(change[keep] * 100, y[keep], xerr=xerr, fmt="o", capsize=3, color=color)
         claimed = [(i, (r["paper_claim"] or {}).get(f"{metric}_change")) for i, r in enumerate(rows)]
         claimed = [(i, c) for i, c in claimed if c is not None]
         if claimed:
@@ -550,7 +556,7 @@ def plot_ablations(report, out=None):
             ax.legend(fontsize="small")
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.set_xlabel(f"change in {metric} error, % (baseline - ablated)")
-    axes[0].set_yticks(y, [r["id"] for r in rows])
+    axes[0].set_yticks(y, [r["id"] + (" (did not learn)" if r.get("at_chance") else "") for r in rows])
     axes[0].invert_yaxis()
     fig.suptitle(f"ablations: {report['epochs_per_trial']} epochs, {len(report['seeds'])} seed(s), 95% intervals")
     if out is not None:

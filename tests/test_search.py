@@ -273,6 +273,23 @@ def test_an_arm_at_chance_is_named_as_one_that_did_not_learn():
     assert report["honesty"][-1].startswith("full scale: ")
 
 
+def test_plot_ablations_greys_out_an_arm_that_did_not_learn():
+    from alexnet_keras.plots import plot_ablations
+
+    def arm(name, top1, dead):
+        change = {"top1": top1, "top5": top1 / 2}
+        ci = {m: [c - 0.01, c + 0.01] for m, c in change.items()}
+        claim = {"top1_change": -0.004, "top5_change": None}
+        return {"id": name, "change": change, "ci95": ci, "paper_claim": claim, "at_chance": dead}
+
+    rows = [{"id": "baseline", "ci95": None}, arm("pool", -0.038, False), arm("dropout", -0.447, True)]
+    fig = plot_ablations({"ablations": rows, "epochs_per_trial": 5, "seeds": [0]})
+    top1 = fig.axes[0]
+    assert [t.get_text() for t in top1.get_yticklabels()] == ["pool", "dropout (did not learn)"]
+    points = {line.get_color(): list(line.get_xdata()) for line in top1.lines if line.get_marker() == "o"}
+    assert points["C0"] == pytest.approx([-3.8]) and points["grey"] == pytest.approx([-44.7])
+
+
 def test_epochs_to_threshold():
     assert epochs_to([0.9, 0.7, 0.55, 0.5], 0.6) == 3
     assert epochs_to([0.9, 0.8], 0.6) is None
