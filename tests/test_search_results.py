@@ -10,6 +10,7 @@ import shlex
 
 import pytest
 
+from alexnet_keras.search.arms import claim_id
 from alexnet_keras.training import TrainConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -55,14 +56,14 @@ def test_committed_ablation_run_is_whole_and_its_intervals_recompute():
             assert r["change"][m] == pytest.approx(change, abs=1e-12)
             assert r["ci95"][m] == pytest.approx([change - half, change + half], abs=1e-12)
             assert r["interval_excludes_zero"][m] == (not change - half <= 0 <= change + half)
-        claim = claims[arm if not arm.startswith("depth_") else "depth"]
+        claim = claims[claim_id(arm)]
         for m in ("top1", "top5"):
             recorded = claim[f"{m}_change"]
             assert r["paper_claim"][f"{m}_change"] == (float(recorded) if recorded else None)
             if claim["bound"] == "about" and recorded and claim["comparable"] == "true":
                 low, high = r["ci95"][m]
                 assert r["interval_holds_paper"][m] == (low <= float(recorded) <= high)
-    # relu's shape: the first epoch at or under the threshold, from the rows' final training errors.
+    # relu's and dropout's shapes: one epoch count per seed; the gaps from the rows' own errors.
     relu = rows["relu"]["epochs_to_threshold"]
     assert relu["threshold"] == report["relu_threshold"]
     assert len(relu["relu"]) == len(relu["tanh"]) == rows["relu"]["seeds"]
