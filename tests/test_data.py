@@ -474,12 +474,20 @@ def test_tfds_manual_dir_lacking_the_files_names_them(tmp_path):
 # TFDS downloads what the manual dir lacks; when it cannot say in advance which files
 # those are (here: the check is switched off), preparing runs with host lookups refused.
 SLOW_DNS = """
-import socket, sys, time
+import socket, sys, threading, time
 socket.getaddrinfo = lambda *args, **kwargs: time.sleep(600)  # a link that never answers
+from tensorflow_datasets.core.download import downloader
 from alexnet_keras import data
 from alexnet_keras.data import tfds as tfds_source
 from alexnet_keras.errors import UserError
 tfds_source._missing_manual_files = lambda builder, manual_dir: []
+if sys.argv[3] == "late":  # all downloads but the first reach the network after the prepare has failed
+    first, sync = threading.Lock(), downloader._Downloader._sync_download
+    def late(self, *args, **kwargs):
+        if not first.acquire(blocking=False):
+            time.sleep(3)
+        return sync(self, *args, **kwargs)
+    downloader._Downloader._sync_download = late
 try:
     data.load("tfds:mnist", batch_size=2, tfds_data_dir=sys.argv[1], tfds_manual_dir=sys.argv[2])
 except UserError as e:
@@ -487,16 +495,21 @@ except UserError as e:
 """
 
 
-def test_tfds_prepare_never_waits_on_a_slow_network(tmp_path):
-    """Before: TFDS retried each download 10 times with backoff (minutes), each try waiting on the link."""
+@pytest.mark.parametrize("threads", ["prompt", "late"])
+def test_tfds_prepare_never_waits_on_a_slow_network(tmp_path, threads):
+    """Before: TFDS retried each download 10 times with backoff (minutes), each try waiting on the link;
+    then ("late"): a download thread that reached the link after the prepare failed held the exit."""
     (tmp_path / "manual").mkdir()
     start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-c", SLOW_DNS, str(tmp_path / "tfds"), str(tmp_path / "manual")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", SLOW_DNS, str(tmp_path / "tfds"), str(tmp_path / "manual"), threads],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"still waiting on the link after 90 s; it printed: {(e.stdout or b'')[-500:]!r}")
     assert time.perf_counter() - start < 30, result.stderr[-2000:]
     assert "'mnist' is not prepared" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
     assert "must be downloaded (it asked for storage.googleapis.com" in result.stdout

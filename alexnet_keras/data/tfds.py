@@ -11,6 +11,8 @@ import contextlib
 import logging
 import os
 import sys
+import threading
+import weakref
 
 import tensorflow as tf
 
@@ -33,20 +35,29 @@ def _no_network():
 
     TFDS would otherwise retry a download 10 times with backoff (3.5 minutes
     offline, and as long as it takes on a slow link). Yields the hosts asked for.
+    Threads started inside stay refused afterwards: TFDS's download threads
+    outlive a failed prepare, and the interpreter waits for them at exit.
     """
     import socket
 
-    asked, saved = [], socket.getaddrinfo
+    asked, saved, before = [], socket.getaddrinfo, set(threading.enumerate())
+    started = weakref.WeakSet()
 
     def refuse(host, *args, **kwargs):
         asked.append(host)
         raise _NetworkRefused(f"no network access while preparing a dataset (asked for {host})")
 
+    def afterwards(host, *args, **kwargs):
+        if threading.current_thread() in started:
+            return refuse(host)
+        return saved(host, *args, **kwargs)
+
     socket.getaddrinfo = refuse
     try:
         yield asked
     finally:
-        socket.getaddrinfo = saved
+        started.update(t for t in threading.enumerate() if t not in before)
+        socket.getaddrinfo = afterwards if started else saved
 
 
 @contextlib.contextmanager
