@@ -182,7 +182,8 @@ _TRAIN_FLAGS = {
         "--val-split",
         type=float,
         help="A folder of class folders without train/ and val/: the share of each class held out for validation "
-        f"(default {constants.DEFAULT_VAL_SPLIT:g}, seeded by --seed, recorded as {constants.SPLIT_FILE} in the run).",
+        f"(default {constants.DEFAULT_VAL_SPLIT:g}, seeded by --seed or --set split_seed=N, recorded as "
+        f"{constants.SPLIT_FILE} in the run).",
     ),
     # Several processes or hosts (training.multihost); default: KERAS_DISTRIBUTION_* variables, else one.
     "coordinator": click.option(
@@ -317,7 +318,16 @@ class _TrainOutput:
 
 
 # --- tune and ablate ---------------------------------------------------------------
-_SEARCH_FLAGS = ("data", "variant", "steps_per_epoch", "validation_steps", "batch_size", "seed", "precision")
+_SEARCH_FLAGS = (
+    "data",
+    "val_split",
+    "variant",
+    "steps_per_epoch",
+    "validation_steps",
+    "batch_size",
+    "seed",
+    "precision",
+)
 
 
 def _with_search_flags(command):

@@ -339,6 +339,9 @@ def test_five_trial_search_writes_the_table_and_a_config_train_accepts(tmp_path)
     assert best["objective"] == pytest.approx(trial_summary["best_val_top1_error"])
     table = (tmp_path / "search" / "trials.csv").read_text().splitlines()
     assert table[0].startswith("trial_id,status,val_top1_error") and len(table) == 6
+    chance, half = report["chance_top1_error"]
+    assert chance == pytest.approx(0.9) and report["validation_images"] == 8  # 10 synthetic classes; 1 batch of 8
+    assert all(t["at_chance"] == (abs(t["objective"] - chance) <= half) for t in report["trials"])
     rss = [t["rss_mib"] for t in report["trials"]]
     print("searching process RSS after each trial (MiB):", [round(r) for r in rss])
     assert max(rss[1:]) - rss[1] < RSS_GROWTH_BOUND_MIB

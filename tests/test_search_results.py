@@ -101,3 +101,12 @@ def test_committed_tune_run_is_whole_and_its_best_config_trains():
     table = list(csv.DictReader((TUNE / "trials.csv").open()))
     assert [t["trial_id"] for t in table] == [t["trial_id"] for t in report["trials"]]
     assert run["hours_here"] > 0 and run["machine"]
+    # A trial is flagged as one that did not learn exactly when its best error is within guessing's 95%
+    # binomial interval: 1 - 1/10 +- 1.96 sqrt(0.9 x 0.1 / n) for imagenette's 10 classes and n val images.
+    n = report["validation_images"]
+    assert report["data"].endswith(f"10 classes, 9469 train, {n} val, 227x227")
+    chance, half = 0.9, 1.96 * math.sqrt(0.9 * 0.1 / n)
+    assert report["chance_top1_error"] == pytest.approx([chance, half])
+    for t in done:
+        assert t["at_chance"] == (abs(t["objective"] - chance) <= half), t["trial_id"]
+    assert [t["trial_id"] for t in done if t["at_chance"]] == ["3", "7"]  # 90.08% and 89.83%, by hand

@@ -33,12 +33,22 @@ from statistics import fmean
 from ..errors import UserError
 from ..simulations import ablations as claims
 from ..simulations import clock
+from ..training.finetune import pin_split
 from ..training.loop import data_info
 from ..training.rundir import RunDir, read_history
 from .arms import ARMS, check_arms, claim_id
-from .trials import RecipeHyperModel, SearchError, make_tuner, seconds_2012, text_table
+from .trials import (
+    Z95,
+    RecipeHyperModel,
+    SearchError,
+    at_chance,
+    chance_interval,
+    make_tuner,
+    seconds_2012,
+    text_table,
+    validated_images,
+)
 
-Z95 = 1.96
 RELU_THRESHOLD = 0.6  # training top-1 error the relu arm is timed to; [P] Fig. 1 used 25% on CIFAR-10
 DEFAULT_EPOCHS_PER_TRIAL = 5
 REPORT = "ablations.json"
@@ -51,7 +61,7 @@ def ablate(base, *, run_dir, arms=None, seeds=1, epochs_per_trial=DEFAULT_EPOCHS
     arms = arms or list(ARMS)
     if type(seeds) is not int or seeds < 1:
         raise UserError(f"--seeds must be a whole number >= 1, got {seeds!r}")
-    base = check_arms(base, arms)
+    base = pin_split(check_arms(base, arms))  # a plain folder: every arm and seed the same val set
     info = data_info(base)
     seed_values = [base.seed + i for i in range(seeds)]
 
@@ -111,28 +121,9 @@ def interval(base_errors, arm_errors, n):
     return d, d - half, d + half
 
 
-def chance_interval(classes, n):
-    """(error, half width): guessing's top-1 error over `classes` and its 95% binomial half width on `n` images."""
-    chance = 1 - 1 / classes
-    return chance, Z95 * math.sqrt(chance * (1 - chance) / n)
-
-
-def at_chance(top1_error, classes, n):
-    """Whether a top-1 error on `n` images cannot be told from guessing (inside guessing's 95% interval)."""
-    chance, half = chance_interval(classes, n)
-    return abs(top1_error - chance) <= half
-
-
 def epochs_to(errors, threshold):
     """The first 1-based epoch whose training error is at or below `threshold`, or None."""
     return next((i + 1 for i, e in enumerate(errors) if e <= threshold), None)
-
-
-def validated_images(base, info):
-    """The images each trial's validation scored: the whole set, or `--validation-steps` batches of it."""
-    if base.validation_steps is None:
-        return info.val_examples
-    return min(info.val_examples, base.validation_steps * base.batch_size)
 
 
 def build_report(grid, arms, seed_values, epochs, info, n):

@@ -23,6 +23,7 @@ keras-tuner keeps the search: its oracles (random, Bayesian, Hyperband, grid),
 """
 
 import json
+import math
 import os
 import pathlib
 import resource
@@ -46,6 +47,7 @@ PLAN_FILE = "plan.json"  # a rejected trial's memory plan, in keras-tuner's tria
 REJECTED = "rejected: "  # how a rejected trial's message starts
 MAX_REJECTIONS = 100  # a search that keeps drawing batches that don't fit stops here
 BIG_FILE = 16 * 2**20  # a Hyperband child links its parent's checkpoints rather than copying them
+Z95 = 1.96  # the normal distribution's two-sided 95% quantile
 
 
 class SearchError(keras_tuner.errors.FatalError):
@@ -293,6 +295,25 @@ class RecipeTuner:
 
     def save_model(self, trial_id, model, step=0):
         """Nothing to do: `train()` already checkpoints every trial in its run directory."""
+
+
+def validated_images(config, info):
+    """The images a trial's validation scored: the whole set, or `--validation-steps` batches of it."""
+    if config.validation_steps is None:
+        return info.val_examples
+    return min(info.val_examples, config.validation_steps * config.batch_size)
+
+
+def chance_interval(classes, n):
+    """(error, half width): guessing's top-1 error over `classes` and its 95% binomial half width on `n` images."""
+    chance = 1 - 1 / classes
+    return chance, Z95 * math.sqrt(chance * (1 - chance) / n)
+
+
+def at_chance(top1_error, classes, n):
+    """Whether a top-1 error on `n` images cannot be told from guessing (inside guessing's 95% interval)."""
+    chance, half = chance_interval(classes, n)
+    return abs(top1_error - chance) <= half
 
 
 def text_table(header, rows):

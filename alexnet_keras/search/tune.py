@@ -16,6 +16,7 @@ import pathlib
 from ..errors import UserError
 from ..simulations import clock, hardware
 from ..training.config import TrainConfig
+from ..training.finetune import pin_split
 from ..training.loop import data_info
 from ..training.rundir import RunDir
 from . import space as spaces
@@ -24,10 +25,13 @@ from .trials import (
     MemoryCheck,
     RecipeHyperModel,
     SearchError,
+    at_chance,
+    chance_interval,
     is_rejected,
     make_tuner,
     seconds_2012,
     text_table,
+    validated_images,
 )
 
 TUNER_KINDS = ("hyperband", "random", "bayesian")
@@ -102,7 +106,7 @@ def tune(
         raise UserError(f"--tuner must be one of {', '.join(TUNER_KINDS)}, got {tuner!r}")
     budget_seconds = _budget_seconds(budget_2012)
     space = spaces.pin(spaces.check_space(space or spaces.DEFAULT_SPACE), **(pinned or {}))
-    base = base.validate()
+    base = pin_split(base.validate())  # a plain folder: every trial (and best_config.json) the same val set
     info = data_info(base)
     check = memory_check(base, info, budget_bytes(base.simulate_gtx580, budget_gib))
     check_some_fit(check, base, spaces.batch_choices(space, base.batch_size))
@@ -190,6 +194,10 @@ def trial_rows(search):
 
 def build_report(search, base, space, tuner, seed, budget_seconds, info):
     rows = trial_rows(search)
+    for r in rows:  # a trial whose best error is guessing's did not train: its settings failed, nothing finer
+        batch = r["hyperparameters"].get("batch_size", base.batch_size)
+        n = validated_images(base.update(batch_size=batch), info)
+        r["at_chance"] = None if r["objective"] is None else at_chance(r["objective"], info.classes, n)
     done = [r for r in rows if r["objective"] is not None]
     best = min(done, key=lambda r: r["objective"]) if done else None
     spent = seconds_2012(search.oracle.trials.values())
@@ -203,6 +211,8 @@ def build_report(search, base, space, tuner, seed, budget_seconds, info):
         "data": info.describe(),
         "trials": rows,
         "best": best,
+        "validation_images": validated_images(base, info),
+        "chance_top1_error": chance_interval(info.classes, validated_images(base, info)),
         "best_config": _best_config(base, best) if best else None,
         "budget_2012_seconds": budget_seconds,
         "spent_2012_seconds": spent,
@@ -267,6 +277,13 @@ def format_report(report):
     for r in report["trials"]:
         if r["status"] in ("REJECTED", "FAILED", "INVALID") and r["message"]:
             text.append(f"trial {r['trial_id']} {r['status'].lower()}: {r['message']}")
+    failed = [r["trial_id"] for r in report["trials"] if r.get("at_chance")]
+    if failed:
+        chance, half = report["chance_top1_error"]
+        text.append(
+            f"trial{'s' if len(failed) > 1 else ''} {', '.join(failed)}: did not learn (best top-1 error within "
+            f"guessing's {chance:.1%} +- {half:.1%}): those settings failed to train here"
+        )
     best = report["best"]
     if best:
         text.append(f"best: trial {best['trial_id']}, validation top-1 error {best['objective']:.2%}")

@@ -96,6 +96,7 @@ _INT_FIELDS = {
     "batch_size": (1, False),
     "plateau_patience": (1, False),
     "seed": (0, False),
+    "split_seed": (0, True),
     "steps_per_execution": (1, False),
     "synthetic_classes": (2, False),
     "synthetic_train_examples": (1, True),
@@ -164,6 +165,7 @@ class TrainConfig:
     init_from: str | None = None  # a .keras, .pth or .npz file, or "imagenet" (torchvision's weights)
     freeze: str = "none"  # "none", "features" (conv1-conv5) or "up-to:LAYER" (conv1 to LAYER, up to fc7)
     val_split: float | None = None  # a folder without train/ and val/: the share held out per class (default 0.1)
+    split_seed: int | None = None  # that split's seed (default: seed), so runs of several seeds share one val set
     # The paper's ablations (`alexnet-keras ablate`); the defaults are the paper's network and data.
     lrn: bool = True  # False: no lrn1, lrn2 (§3.3)
     pool: str = "3/2"  # pool size/stride of pool1, pool2, pool5; "2/2": non-overlapping (§3.4)
@@ -206,7 +208,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None and none_ok:
                 continue
-            high = MAX_SEED if name == "seed" else None
+            high = MAX_SEED if name in ("seed", "split_seed") else None
             if type(value) is not int or value < low or (high is not None and value > high):
                 span = f"from {low} to {high}" if high is not None else f">= {low}"
                 raise UserError(f"bad value for {name}: {value!r} (expected an integer {span})")

@@ -16,7 +16,7 @@ run rebuilds the same trainable set, and each saved `.keras` records its layers'
 `trainable` flags.
 
 A folder with only `<class>/` sub-folders is split by `data.folders.auto_split`
-(`--val-split`, default `DEFAULT_VAL_SPLIT`, seeded by `--seed`); the split is written
+(`--val-split`, default `DEFAULT_VAL_SPLIT`, seeded by `split_seed`, else `--seed`); the split is written
 to the run directory as `split.json`, which resume reuses and `evaluate --data
 RUN/split.json` scores.
 """
@@ -195,28 +195,42 @@ def describe(config, source):
 def folder_split(config, run):
     """The split of a folder without train/ and val/: the run's `split.json` if recorded, else a new one.
 
+    `run` None: a new one, not looking for a recorded one.
+
     None for synthetic, TFDS and train/+val/ folders (where `--val-split` is refused).
     """
     from ..data import folders
 
     data = config.data
+    flag = "--val-split" if config.val_split is not None else "split_seed" if config.split_seed is not None else None
     if data == "synthetic" or data.startswith("tfds:"):
-        if config.val_split is not None:
-            raise UserError(f"--val-split splits a folder of class folders; --data {data} has its own validation set")
+        if flag:
+            raise UserError(f"{flag} splits a folder of class folders; --data {data} has its own validation set")
         return None
-    recorded = run / SPLIT_FILE
-    if recorded.exists():
+    recorded = None if run is None else run / SPLIT_FILE
+    if recorded is not None and recorded.exists():
         return folders.read_split(recorded)
     if not os.path.isdir(data):
         return None  # the loader says what is wrong
     if folders.has_split_folders(data):
-        if config.val_split is not None:
+        if flag:
             raise UserError(
-                f"--val-split splits a folder of class folders; {data} has train/ and val/ already "
-                "(leave out --val-split)"
+                f"{flag} splits a folder of class folders; {data} has train/ and val/ already (leave it out)"
             )
         return None
-    return folders.auto_split(data, config.val_split or DEFAULT_VAL_SPLIT, config.seed)
+    seed = config.seed if config.split_seed is None else config.split_seed
+    return folders.auto_split(data, config.val_split or DEFAULT_VAL_SPLIT, seed)
+
+
+def pin_split(config):
+    """The config with a plain folder's split fixed (fraction and seed), so runs of other seeds share one val set.
+
+    `tune` and `ablate` pin it once for all their trials; other data is returned unchanged.
+    """
+    split = folder_split(config, None)
+    if split is None:
+        return config
+    return config.update(val_split=split.fraction, split_seed=split.seed)
 
 
 def load_split(split, spec, config, colour_noise=True):

@@ -359,7 +359,9 @@ def _load(config, spec, colour_noise=True):
 
 def data_info(config):
     """The `DataInfo` (classes, sizes) of the config's data, read as `train` reads it; nothing trains."""
-    return _load(config, preprocessing.get_spec(DEFAULT_PREPROCESSING[config.variant]))[2]
+    spec = preprocessing.get_spec(DEFAULT_PREPROCESSING[config.variant])
+    split = finetune.folder_split(config, None)
+    return (_load(config, spec) if split is None else finetune.load_split(split, spec, config))[2]
 
 
 def _macs_and_memory_plan(model, config, replicas, echo):
