@@ -15,11 +15,13 @@ import sys
 import time
 
 import keras_tuner
+import numpy as np
 import pytest
 
 from alexnet_keras.errors import UserError
 from alexnet_keras.search import arms, space, trials
-from alexnet_keras.search.ablate import at_chance, chance_interval, epochs_to, format_report, honesty, interval
+from alexnet_keras.search.ablate import epochs_to, format_report, honesty, interval
+from alexnet_keras.search.trials import at_chance, chance_interval
 from alexnet_keras.simulations import ablations, clock, memory
 from alexnet_keras.training.config import TrainConfig
 
@@ -253,6 +255,7 @@ def test_an_arm_at_chance_is_named_as_one_that_did_not_learn():
     assert chance == pytest.approx(0.9) and half == pytest.approx(0.010485, abs=1e-6)
     assert at_chance(0.909, 10, 3145) and at_chance(0.8896, 10, 3145)
     assert not at_chance(0.8894, 10, 3145) and not at_chance(0.462, 10, 3145)
+    assert type(at_chance(np.float64(0.9), 10, 3145)) is bool  # keras-tuner's scores are numpy; reports are JSON
     base = {"id": "baseline", "seeds": 1, "top1_error": 0.462, "top5_error": 0.085, "train_top1_error": 0.5}
     dead = {"id": "dropout", "seeds": 1, "top1_error": 0.909, "top5_error": 0.51, "train_top1_error": 0.895}
     dead.update(change={"top1": -0.447, "top5": -0.425}, ci95={"top1": [-0.467, -0.427], "top5": [-0.445, -0.405]})

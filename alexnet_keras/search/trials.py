@@ -313,7 +313,7 @@ def chance_interval(classes, n):
 def at_chance(top1_error, classes, n):
     """Whether a top-1 error on `n` images cannot be told from guessing (inside guessing's 95% interval)."""
     chance, half = chance_interval(classes, n)
-    return abs(top1_error - chance) <= half
+    return bool(abs(top1_error - chance) <= half)  # keras-tuner's scores are numpy floats: JSON wants a bool
 
 
 def text_table(header, rows):
