@@ -167,3 +167,31 @@ def test_gpu_script_smoke_on_cpu(tmp_path):
     assert report["parts"]["torch"]["tensorflow_imported"] is False
     text = results.read_text()
     assert text.startswith("# results\n") and "## GPU run" in text and "keras-jax ours 2012 split" in text
+
+
+# (report, target name, numerator entry, denominator entry): issue 9's GPU ratios, train img/s of one run.
+GPU_TARGETS = [
+    ("gpu.json", "2012 ours / plain Keras-JAX groups=2", "keras-jax ours 2012 split", "keras-jax reference 2012"),
+    ("gpu.json", "2012 ours / torch.compile", "keras-jax ours 2012 split", "torch compile 2012"),
+    ("gpu_owt.json", "owt ours / torch.compile", "keras-jax ours owt", "torch compile owt"),
+]
+
+
+@pytest.mark.parametrize("report_name, target, ours, peer", GPU_TARGETS)
+def test_committed_gpu_run_ratios_recompute(report_name, target, ours, peer):
+    """The committed H100 run: each target is the ratio of two entries of the same run, as RESULTS.md quotes it."""
+    report = json.loads((REPO / "benchmarks" / "results" / "gpu-h100" / report_name).read_text())
+    assert report["parts"]["keras"]["device"].startswith("NVIDIA H100") and not report["smoke"]
+    assert report["parts"]["keras"]["tensorflow_imported"] is False and report["batch"] == 1024
+    entries = {e["name"]: e for e in report["entries"]}
+    (num,) = [e for name, e in entries.items() if name.startswith(ours)]
+    (den,) = [e for name, e in entries.items() if name.startswith(peer)]
+    (row,) = [t for t in report["targets"] if t["name"] == target]
+    ratio = num["train_img_s"] / den["train_img_s"]
+    assert row["value"] == pytest.approx(ratio, abs=5e-4)
+    assert row["met"] is (ratio >= float(row["target"].split(">=")[1]))
+    results = (REPO / "benchmarks" / "RESULTS.md").read_text()
+    assert (
+        f"| {num['name']} | {num['train_img_s']} |" in results
+        and f"| {den['name']} | {den['train_img_s']} |" in results
+    )
