@@ -167,25 +167,29 @@ def test_split_seed_fixes_the_split_whatever_the_training_seed(pets):
             TrainConfig(split_seed=bad).validate()
 
 
-def test_pin_split_gives_tune_and_ablate_one_val_set(pets, tmp_path):
-    """`tune` and `ablate` pin a plain folder's split before their trials; data_info reads it as train does."""
-    from alexnet_keras.training.loop import data_info
+def test_tune_and_ablate_pin_one_val_set_and_read_it_as_train_does(pets, tmp_path):
+    """`tune` and `ablate` split a plain folder once, pin the split for their trials and read its sizes."""
+    from alexnet_keras.training.loop import pinned_data_info
 
-    pinned = finetune.pin_split(TrainConfig(data=str(pets), seed=5, batch_size=4).validate())
+    (pets / "cat" / "broken.jpg").write_bytes(b"not a JPEG")  # skipped, so not in the counts below
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pinned, info = pinned_data_info(TrainConfig(data=str(pets), seed=5, batch_size=4).validate())
     assert (pinned.val_split, pinned.split_seed) == (0.1, 5)
+    # The folder is split and checked once: each warning comes once (splitting twice warned twice).
+    messages = [str(w.message) for w in caught]
+    assert sum(m.startswith("skipped 1 image file(s)") for m in messages) == 1, messages
+    assert sum("classes have no val images" in m for m in messages) == 1, messages
     trial = pinned.update(seed=6)  # an ablation's second seed
     assert finetune.folder_split(trial, None).val == folders.auto_split(str(pets), 0.1, seed=5).val
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # eel has no val image at 0.1
-        info = data_info(trial)
     # Hand count at 0.1 (see the first test): cat 3, dog 1, eel 0, fox 1 held out of 48.
     assert (info.classes, info.train_examples, info.val_examples) == (4, 43, 5)
     # Other data is left as it is; a split seed for it is refused like --val-split.
-    assert finetune.pin_split(TrainConfig()) == TrainConfig()
+    assert pinned_data_info(TrainConfig())[0] == TrainConfig()
     _folder(tmp_path / "data" / "train", {"a": 2, "b": 2})
     _folder(tmp_path / "data" / "val", {"a": 1, "b": 1})
-    split_already = TrainConfig(data=str(tmp_path / "data"))
-    assert finetune.pin_split(split_already) == split_already
+    split_already = TrainConfig(data=str(tmp_path / "data"), batch_size=2)
+    assert pinned_data_info(split_already)[0] == split_already
     for config in (TrainConfig(split_seed=1), split_already.update(split_seed=1)):
         with pytest.raises(UserError, match="split_seed splits a folder of class folders"):
-            finetune.pin_split(config)
+            pinned_data_info(config)

@@ -33,8 +33,7 @@ from statistics import fmean
 from ..errors import UserError
 from ..simulations import ablations as claims
 from ..simulations import clock
-from ..training.finetune import pin_split
-from ..training.loop import data_info
+from ..training.loop import pinned_data_info
 from ..training.rundir import RunDir, read_history
 from .arms import ARMS, check_arms, claim_id
 from .trials import (
@@ -61,8 +60,7 @@ def ablate(base, *, run_dir, arms=None, seeds=1, epochs_per_trial=DEFAULT_EPOCHS
     arms = arms or list(ARMS)
     if type(seeds) is not int or seeds < 1:
         raise UserError(f"--seeds must be a whole number >= 1, got {seeds!r}")
-    base = pin_split(check_arms(base, arms))  # a plain folder: every arm and seed the same val set
-    info = data_info(base)
+    base, info = pinned_data_info(check_arms(base, arms))  # every arm and seed: the same val set
     seed_values = [base.seed + i for i in range(seeds)]
 
     def declare(hp):

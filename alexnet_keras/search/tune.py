@@ -16,8 +16,7 @@ import pathlib
 from ..errors import UserError
 from ..simulations import clock, hardware
 from ..training.config import TrainConfig
-from ..training.finetune import pin_split
-from ..training.loop import data_info
+from ..training.loop import pinned_data_info
 from ..training.rundir import RunDir
 from . import space as spaces
 from .trials import (
@@ -106,8 +105,7 @@ def tune(
         raise UserError(f"--tuner must be one of {', '.join(TUNER_KINDS)}, got {tuner!r}")
     budget_seconds = _budget_seconds(budget_2012)
     space = spaces.pin(spaces.check_space(space or spaces.DEFAULT_SPACE), **(pinned or {}))
-    base = pin_split(base.validate())  # a plain folder: every trial (and best_config.json) the same val set
-    info = data_info(base)
+    base, info = pinned_data_info(base.validate())  # best_config.json keeps a plain folder's split too
     check = memory_check(base, info, budget_bytes(base.simulate_gtx580, budget_gib))
     check_some_fit(check, base, spaces.batch_choices(space, base.batch_size))
     run_dir = pathlib.Path(run_dir)
@@ -196,8 +194,9 @@ def build_report(search, base, space, tuner, seed, budget_seconds, info):
     rows = trial_rows(search)
     for r in rows:  # a trial whose best error is guessing's did not train: its settings failed, nothing finer
         batch = r["hyperparameters"].get("batch_size", base.batch_size)
-        n = validated_images(base.update(batch_size=batch), info)
-        r["at_chance"] = None if r["objective"] is None else at_chance(r["objective"], info.classes, n)
+        scored = validated_images(base.update(batch_size=batch), info)
+        r["at_chance"] = None if r["objective"] is None else at_chance(r["objective"], info.classes, scored)
+    n = validated_images(base, info)
     done = [r for r in rows if r["objective"] is not None]
     best = min(done, key=lambda r: r["objective"]) if done else None
     spent = seconds_2012(search.oracle.trials.values())
@@ -211,8 +210,8 @@ def build_report(search, base, space, tuner, seed, budget_seconds, info):
         "data": info.describe(),
         "trials": rows,
         "best": best,
-        "validation_images": validated_images(base, info),
-        "chance_top1_error": chance_interval(info.classes, validated_images(base, info)),
+        "validation_images": n,
+        "chance_top1_error": chance_interval(info.classes, n),
         "best_config": _best_config(base, best) if best else None,
         "budget_2012_seconds": budget_seconds,
         "spent_2012_seconds": spent,

@@ -222,17 +222,6 @@ def folder_split(config, run):
     return folders.auto_split(data, config.val_split or DEFAULT_VAL_SPLIT, seed)
 
 
-def pin_split(config):
-    """The config with a plain folder's split fixed (fraction and seed), so runs of other seeds share one val set.
-
-    `tune` and `ablate` pin it once for all their trials; other data is returned unchanged.
-    """
-    split = folder_split(config, None)
-    if split is None:
-        return config
-    return config.update(val_split=split.fraction, split_seed=split.seed)
-
-
 def load_split(split, spec, config, colour_noise=True):
     """`data.load` for a `FolderSplit`: `(train_ds, val_ds, info)`."""
     from ..data import folders

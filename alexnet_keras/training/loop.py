@@ -357,11 +357,19 @@ def _load(config, spec, colour_noise=True):
     )
 
 
-def data_info(config):
-    """The `DataInfo` (classes, sizes) of the config's data, read as `train` reads it; nothing trains."""
+def pinned_data_info(config):
+    """`(config, DataInfo)` for `tune` and `ablate`; nothing trains.
+
+    A plain folder of class folders is split once here and the split pinned in the
+    config (`val_split`, `split_seed`), so every trial, whatever its seed, holds out
+    the same images. The `DataInfo` (classes, sizes) is the data read as `train` reads it.
+    """
     spec = preprocessing.get_spec(DEFAULT_PREPROCESSING[config.variant])
     split = finetune.folder_split(config, None)
-    return (_load(config, spec) if split is None else finetune.load_split(split, spec, config))[2]
+    if split is None:
+        return config, _load(config, spec)[2]
+    config = config.update(val_split=split.fraction, split_seed=split.seed)
+    return config, finetune.load_split(split, spec, config)[2]
 
 
 def _macs_and_memory_plan(model, config, replicas, echo):
